@@ -1,0 +1,69 @@
+# Shared by scripts/demo.sh and scripts/test.sh. Every step checks first and is quick when done.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR=15
+PG_CONFIG="${PG_CONFIG:-/usr/bin/pg_config}"
+PGRX_VERSION=0.18.1
+APT_PACKAGES=(
+  "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-cron"
+  libclang-dev clang sudo
+)
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_apt_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_cargo_pgrx() {
+  if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+    say "installing cargo-pgrx $PGRX_VERSION (about 13 minutes on 2 cores)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+  fi
+}
+
+ensure_pgrx_init() {
+  local config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+  if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$config"; then
+    say "pointing pgrx at $PG_CONFIG"
+    cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG" >/dev/null
+  fi
+}
+
+setup() {
+  ensure_apt_packages
+  ensure_cargo_pgrx
+  ensure_pgrx_init
+}
+
+# Builds dbopt and installs it into the PostgreSQL that $PG_CONFIG describes.
+install_dbopt() {
+  say "building and installing dbopt into $("$PG_CONFIG" --pkglibdir)"
+  local flags=(--pg-config "$PG_CONFIG")
+  if [ -n "${DBOPT_RELEASE:-}" ]; then flags+=(--release); fi
+  if [ "$(id -u)" != 0 ]; then flags+=(--sudo); fi
+  (cd "$REPO" && cargo pgrx install "${flags[@]}")
+}
+
+# A directory the postgres user owns, for a cluster's data and sockets.
+server_user_dir() {
+  mkdir -p "$1"
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$1"; fi
+}
+
+as_server_user() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}

@@ -1,0 +1,79 @@
+//! Every DDL statement dbopt runs goes through [`execute`], so none of them waits for a lock
+//! longer than `dbopt.lock_timeout`: an ACCESS EXCLUSIVE request that waits blocks every query
+//! queued behind it, which is how maintenance tools stall applications.
+
+use crate::errors::{DboptError, OrRaise};
+use crate::gucs;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+/// Runs one DDL statement with `lock_timeout` set to `dbopt.lock_timeout`, then restores the
+/// caller's `lock_timeout`. `object` names what the statement changes; a lock timeout is
+/// re-raised as SQLSTATE 55P03 naming it.
+pub fn execute(sql: &str, object: &str) {
+    let timeout_ms = gucs::lock_timeout_ms();
+    let callers_timeout = current_lock_timeout();
+    set_local_lock_timeout(&format!("{timeout_ms}ms"));
+    PgTryBuilder::new(|| Spi::run(sql).or_raise("running DDL"))
+        .catch_when(
+            PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+            |_: CaughtError| {
+                DboptError::new(
+                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                format!("could not lock {object} within dbopt.lock_timeout ({timeout_ms}ms)"),
+            )
+            .detail(format!("Statement: {sql}"))
+            .hint(
+                "Another session holds a conflicting lock (see pg_locks and pg_blocking_pids()); \
+                 retry later or raise dbopt.lock_timeout.",
+            )
+            .raise()
+            },
+        )
+        .execute();
+    set_local_lock_timeout(&callers_timeout);
+}
+
+pub fn current_lock_timeout() -> String {
+    Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")
+        .or_raise("reading lock_timeout")
+        .unwrap_or_default()
+}
+
+/// Sets `lock_timeout` until the end of the current transaction (or subtransaction).
+fn set_local_lock_timeout(value: &str) {
+    Spi::run_with_args(
+        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+        &[value.into()],
+    )
+    .or_raise("setting lock_timeout");
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    fn lock_timeout_seen_by_ddl() -> String {
+        execute(
+            "CREATE TEMP TABLE ddl_probe AS SELECT current_setting('lock_timeout') AS seen",
+            "ddl_probe",
+        );
+        let seen = Spi::get_one::<String>("SELECT seen FROM ddl_probe")
+            .unwrap()
+            .unwrap();
+        Spi::run("DROP TABLE ddl_probe").unwrap();
+        seen
+    }
+
+    #[pg_test]
+    fn ddl_waits_at_most_dbopt_lock_timeout_and_restores_the_callers() {
+        Spi::run("SET lock_timeout = '7s'").unwrap();
+        assert_eq!(lock_timeout_seen_by_ddl(), "1s");
+        assert_eq!(current_lock_timeout(), "7s");
+
+        Spi::run("SET dbopt.lock_timeout = '250ms'").unwrap();
+        assert_eq!(lock_timeout_seen_by_ddl(), "250ms");
+        assert_eq!(current_lock_timeout(), "7s");
+    }
+}

@@ -1,0 +1,52 @@
+//! dbopt's settings (`SET dbopt.…`, `ALTER DATABASE … SET dbopt.…`, postgresql.conf).
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Longest wait for a lock by any DDL statement dbopt runs, in milliseconds. At least 1 ms:
+/// PostgreSQL reads 0 as "wait forever", which would let dbopt queue ACCESS EXCLUSIVE requests
+/// behind a long query and stall every writer queued behind them.
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"dbopt.lock_timeout",
+        c"Longest time a DDL statement run by dbopt waits for a lock.",
+        c"Applied as lock_timeout around every DDL statement dbopt runs; the caller's own \
+          lock_timeout is restored afterwards. Must be at least 1ms.",
+        &LOCK_TIMEOUT_MS,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    // Makes a misspelt `SET dbopt.lock_timout` an error instead of a silently ignored placeholder.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"dbopt".as_ptr()) };
+}
+
+pub fn lock_timeout_ms() -> i32 {
+    LOCK_TIMEOUT_MS.get()
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn lock_timeout_defaults_to_one_second_and_takes_units() {
+        assert_eq!(super::lock_timeout_ms(), 1000);
+        Spi::run("SET dbopt.lock_timeout = '2s'").unwrap();
+        assert_eq!(super::lock_timeout_ms(), 2000);
+        assert_eq!(
+            Spi::get_one::<String>("SHOW dbopt.lock_timeout"),
+            Ok(Some("2s".into()))
+        );
+    }
+
+    #[pg_test(
+        error = "0 ms is outside the valid range for parameter \"dbopt.lock_timeout\" (1 .. 2147483647)"
+    )]
+    fn lock_timeout_cannot_mean_wait_forever() {
+        Spi::run("SET dbopt.lock_timeout = 0").unwrap();
+    }
+}

@@ -1,0 +1,169 @@
+//! Naming database objects safely. SQL that dbopt builds names relations and columns only
+//! through these quoted forms, and passes values as SPI parameters, never spliced into the text.
+
+use crate::errors::{DboptError, OrRaise};
+use pgrx::prelude::*;
+pub use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier};
+
+/// A relation resolved from the catalog, so its name is the real one, not what the user typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub oid: pg_sys::Oid,
+    pub schema: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_oid: pg_sys::Oid,
+    /// The type as `format_type` prints it, e.g. `timestamp with time zone`, `numeric(12,2)`.
+    pub type_name: String,
+    pub not_null: bool,
+}
+
+impl Relation {
+    /// Resolves a `regclass` argument. The relation can vanish between parse and call when
+    /// another session drops it, hence the check.
+    pub fn from_oid(oid: pg_sys::Oid) -> Relation {
+        let row = Spi::get_two_with_args::<String, String>(
+            "SELECT n.nspname::text, c.relname::text \
+               FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+              WHERE c.oid = $1",
+            &[oid.into()],
+        );
+        match row {
+            Ok((Some(schema), Some(name))) => Relation { oid, schema, name },
+            _ => DboptError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {} does not exist", oid.to_u32()),
+            )
+            .hint("It may have been dropped by another session.")
+            .raise(),
+        }
+    }
+
+    /// `"schema"."name"`, ready to splice into SQL text.
+    pub fn quoted(&self) -> String {
+        quote_qualified_identifier(&self.schema, &self.name)
+    }
+
+    /// Looks up a user-supplied column name, raising 42703 naming this relation when it is not
+    /// one of its columns.
+    pub fn column(&self, column: &str) -> Column {
+        let found = Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT a.attname::text, a.atttypid, \
+                        pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull \
+                   FROM pg_catalog.pg_attribute a \
+                  WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 \
+                    AND NOT a.attisdropped",
+                Some(1),
+                &[self.oid.into(), column.into()],
+            )?;
+            rows.into_iter()
+                .next()
+                .map(|row| -> Result<Column, pgrx::spi::Error> {
+                    Ok(Column {
+                        name: row.get(1)?.unwrap_or_default(),
+                        type_oid: row.get(2)?.unwrap_or(pg_sys::InvalidOid),
+                        type_name: row.get(3)?.unwrap_or_default(),
+                        not_null: row.get(4)?.unwrap_or(false),
+                    })
+                })
+                .transpose()
+        })
+        .or_raise("looking up a column");
+        found.unwrap_or_else(|| {
+            DboptError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!(
+                    "column \"{column}\" of relation {} does not exist",
+                    self.quoted()
+                ),
+            )
+            .hint(format!(
+                "Columns of {}: {}.",
+                self.quoted(),
+                self.column_names().join(", ")
+            ))
+            .raise()
+        })
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+                      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+                      ORDER BY a.attnum",
+                    None,
+                    &[self.oid.into()],
+                )?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .or_raise("listing columns")
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+    use crate::errors::raised_by;
+
+    fn odd_table() -> Relation {
+        Spi::run(r#"CREATE SCHEMA "Odd Schema"; CREATE TABLE "Odd Schema"."t""1" (id int, "Created At" timestamptz NOT NULL)"#)
+            .unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>(r#"SELECT '"Odd Schema"."t""1"'::regclass::oid"#)
+            .unwrap()
+            .unwrap();
+        Relation::from_oid(oid)
+    }
+
+    #[pg_test]
+    fn relations_are_named_from_the_catalog_and_quoted() {
+        let rel = odd_table();
+        assert_eq!(
+            (rel.schema.as_str(), rel.name.as_str()),
+            ("Odd Schema", "t\"1")
+        );
+        assert_eq!(rel.quoted(), r#""Odd Schema"."t""1""#);
+        let count = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {}", rel.quoted()));
+        assert_eq!(count, Ok(Some(0)));
+    }
+
+    #[pg_test]
+    fn columns_are_found_exactly_or_refused_with_42703() {
+        let rel = odd_table();
+        let col = rel.column("Created At");
+        assert_eq!(col.type_name, "timestamp with time zone");
+        assert!(col.not_null);
+
+        let err = raised_by(|| {
+            rel.column("created_at");
+        })
+        .expect("column names are case-sensitive");
+        assert_eq!(err.code, PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN);
+        assert_eq!(
+            err.message,
+            r#"column "created_at" of relation "Odd Schema"."t""1" does not exist"#
+        );
+        assert_eq!(
+            err.hint.as_deref(),
+            Some(r#"Columns of "Odd Schema"."t""1": id, Created At."#)
+        );
+    }
+
+    #[pg_test]
+    fn a_dropped_relation_is_reported_as_undefined() {
+        let err = raised_by(|| {
+            Relation::from_oid(pg_sys::Oid::from(4_000_000_000u32));
+        })
+        .unwrap();
+        assert_eq!(err.code, PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE);
+    }
+}
