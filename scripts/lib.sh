@@ -1,6 +1,9 @@
 # Shared by scripts/demo.sh and scripts/test.sh. Every step checks first and is quick when done.
 set -euo pipefail
 
+# cargo may be installed by rustup without being on a non-login shell's PATH.
+if [ -d "$HOME/.cargo/bin" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
+
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR=15
 PG_CONFIG="${PG_CONFIG:-/usr/bin/pg_config}"
