@@ -15,42 +15,13 @@ install_dbopt
 
 DEMO_DIR="${DBOPT_DEMO_DIR:-/tmp/dbopt-demo}"
 DEMO_PORT="${DBOPT_DEMO_PORT:-54329}"
-BINDIR="$("$PG_CONFIG" --bindir)"
-
-start_throwaway_server() {
-  if [ -f "$DEMO_DIR/data/postmaster.pid" ]; then
-    as_server_user "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" stop -m fast >/dev/null 2>&1 || true
-  fi
-  rm -rf "$DEMO_DIR"
-  server_user_dir "$DEMO_DIR"
-  say "starting a throwaway PostgreSQL $PG_MAJOR in $DEMO_DIR (port $DEMO_PORT, sockets only)"
-  as_server_user "$BINDIR/initdb" -D "$DEMO_DIR/data" -U postgres -A trust -E UTF8 --locale C.UTF-8 \
-    --no-sync --no-instructions >/dev/null
-  cat >>"$DEMO_DIR/data/postgresql.conf" <<CONF
-port = $DEMO_PORT
-listen_addresses = ''
-unix_socket_directories = '$DEMO_DIR'
-shared_preload_libraries = 'pg_stat_statements,pg_cron'
-cron.database_name = 'dbopt_demo'
-shared_buffers = '512MB'
-maintenance_work_mem = '256MB'
-max_wal_size = '4GB'
-CONF
-  as_server_user "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/server.log" -w start >/dev/null
-  if [ -z "${DBOPT_DEMO_KEEP:-}" ]; then trap stop_throwaway_server EXIT; fi
-  "$BINDIR/createdb" -h "$DEMO_DIR" -p "$DEMO_PORT" -U postgres dbopt_demo
-  DATABASE_URL="postgresql://postgres@/dbopt_demo?host=$DEMO_DIR&port=$DEMO_PORT"
-}
-
-stop_throwaway_server() {
-  as_server_user "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" stop -m fast >/dev/null 2>&1 || true
-  say "stopped the throwaway server (DBOPT_DEMO_KEEP=1 keeps it running)"
-}
 
 sql() { psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -P pager=off "$@"; }
 
 if [ -z "${DATABASE_URL:-}" ]; then
-  start_throwaway_server
+  start_throwaway_server "$DEMO_DIR" "$DEMO_PORT" dbopt_demo
+  if [ -z "${DBOPT_DEMO_KEEP:-}" ]; then trap 'stop_throwaway_server "$DEMO_DIR"' EXIT; fi
+  DATABASE_URL="$(throwaway_server_url "$DEMO_DIR" "$DEMO_PORT" dbopt_demo)"
 else
   say "using the server at DATABASE_URL"
 fi
@@ -69,5 +40,5 @@ done
 say "demo finished"
 if [ -n "${DBOPT_DEMO_KEEP:-}" ] && [ -f "$DEMO_DIR/data/postmaster.pid" ]; then
   echo "The demo server is still running:  psql '$DATABASE_URL'"
-  echo "Stop it with:  runuser -u postgres -- $BINDIR/pg_ctl -D $DEMO_DIR/data stop"
+  echo "Stop it with:  runuser -u postgres -- $("$PG_CONFIG" --bindir)/pg_ctl -D $DEMO_DIR/data stop"
 fi

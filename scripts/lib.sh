@@ -10,7 +10,7 @@ PG_CONFIG="${PG_CONFIG:-/usr/bin/pg_config}"
 PGRX_VERSION=0.18.1
 APT_PACKAGES=(
   "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-cron"
-  libclang-dev clang sudo
+  libclang-dev clang sudo pkg-config libssl-dev
 )
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
@@ -69,4 +69,41 @@ server_user_dir() {
 
 as_server_user() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A PostgreSQL of our own: data and Unix socket in DIR, no TCP, pg_stat_statements and pg_cron
+# preloaded (pg_cron serving DATABASE, which is created). Any earlier server in DIR is replaced.
+start_throwaway_server() {
+  local dir="$1" port="$2" database="$3" bindir
+  bindir="$("$PG_CONFIG" --bindir)"
+  stop_throwaway_server "$dir" quietly
+  rm -rf "$dir"
+  server_user_dir "$dir"
+  say "starting a throwaway PostgreSQL $PG_MAJOR in $dir (port $port, Unix socket only)"
+  as_server_user "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale C.UTF-8 \
+    --no-sync --no-instructions >/dev/null
+  cat >>"$dir/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'pg_stat_statements,pg_cron'
+cron.database_name = '$database'
+shared_buffers = '512MB'
+maintenance_work_mem = '256MB'
+max_wal_size = '4GB'
+CONF
+  as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+  "$bindir/createdb" -h "$dir" -p "$port" -U postgres "$database"
+}
+
+stop_throwaway_server() {
+  local dir="$1"
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_server_user "$("$PG_CONFIG" --bindir)/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true
+    if [ -z "${2:-}" ]; then say "stopped the throwaway server in $dir"; fi
+  fi
+}
+
+throwaway_server_url() {
+  echo "postgresql://postgres@/$3?host=$1&port=$2"
 }

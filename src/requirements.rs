@@ -179,14 +179,6 @@ fn server_setting(name: &CStr) -> Option<String> {
 pub fn observe(component: Component) -> Observed {
     let ext = component.extension();
     let (available_on_server, installed) = Spi::connect(|client| {
-        let available = client
-            .select(
-                "SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1",
-                Some(1),
-                &[ext.into()],
-            )?
-            .len()
-            > 0;
         let installed = client
             .select(
                 "SELECT n.nspname::text, e.extversion \
@@ -205,6 +197,17 @@ pub fn observe(component: Component) -> Observed {
                 })
             })
             .transpose()?;
+        // pg_available_extensions reads every control file on the server: only worth it when
+        // the extension is missing here.
+        let available = installed.is_some()
+            || client
+                .select(
+                    "SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1",
+                    Some(1),
+                    &[ext.into()],
+                )?
+                .len()
+                > 0;
         Ok::<_, pgrx::spi::Error>((available, installed))
     })
     .or_raise("looking up extensions");
