@@ -165,8 +165,9 @@ pub fn require(component: Component, feature: &str) -> InstalledExtension {
 }
 
 /// Reads a server setting without the privilege check that `current_setting()` applies:
-/// `shared_preload_libraries` and `cron.database_name` are superuser-only to read, and dbopt only
-/// derives a yes/no from them.
+/// `shared_preload_libraries` and `cron.database_name` are superuser-only to read. dbopt derives
+/// only whether a library is loaded and which database pg_cron serves (database names are
+/// public in pg_database anyway).
 fn server_setting(name: &CStr) -> Option<String> {
     // SAFETY: GetConfigOption returns NULL or a pointer to the setting's current string, which
     // stays valid until the setting changes; it is copied at once.
