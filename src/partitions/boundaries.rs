@@ -10,9 +10,8 @@ use super::naming;
 use super::step::{ControlType, Step};
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
 
-/// Wall-clock time in the partition time zone, and back.
+/// Turns wall-clock time in the partition time zone into instants.
 pub trait Zone {
-    fn local(&self, instant: DateTime<Utc>) -> NaiveDateTime;
     /// A wall-clock time skipped by a DST change maps to an instant at or after the gap, a
     /// repeated one to either occurrence: boundaries rely only on the mapping never going back.
     fn instant(&self, local: NaiveDateTime) -> DateTime<Utc>;
@@ -181,9 +180,6 @@ mod pure_tests {
     struct Tz(chrono_tz::Tz);
 
     impl Zone for Tz {
-        fn local(&self, instant: DateTime<Utc>) -> NaiveDateTime {
-            instant.with_timezone(&self.0).naive_local()
-        }
         fn instant(&self, local: NaiveDateTime) -> DateTime<Utc> {
             let mut probe = local;
             loop {
@@ -195,6 +191,16 @@ mod pure_tests {
                 }
             }
         }
+    }
+
+    fn ranges(
+        control: ControlType,
+        step: Step,
+        from: &str,
+        through: &str,
+        zone: chrono_tz::Tz,
+    ) -> Vec<Range> {
+        time_ranges(control, step, at(from), at(through), &Tz(zone))
     }
 
     fn at(s: &str) -> NaiveDateTime {
@@ -270,12 +276,12 @@ mod pure_tests {
             align(at("2026-01-31 23:59"), Step::Months(1)),
             Some(at("2026-01-01 00:00"))
         );
-        let months: Vec<_> = time_ranges(
+        let months: Vec<_> = ranges(
             ControlType::Date,
             Step::Months(1),
-            at("2028-01-31 12:00"),
-            at("2028-03-31 00:00"),
-            &Tz(chrono_tz::UTC),
+            "2028-01-31 12:00",
+            "2028-03-31 00:00",
+            chrono_tz::UTC,
         )
         .into_iter()
         .map(|r| (r.suffix, r.lower.literal(), r.upper.literal()))
@@ -300,12 +306,12 @@ mod pure_tests {
                 ),
             ]
         );
-        let days = time_ranges(
+        let days = ranges(
             ControlType::Date,
             Step::Days(1),
-            at("2028-02-28 00:00"),
-            at("2028-03-01 00:00"),
-            &Tz(chrono_tz::UTC),
+            "2028-02-28 00:00",
+            "2028-03-01 00:00",
+            chrono_tz::UTC,
         );
         let suffixes: Vec<_> = days.iter().map(|r| r.suffix.as_str()).collect();
         assert_eq!(suffixes, ["p20280228", "p20280229", "p20280301"]);
@@ -321,13 +327,13 @@ mod pure_tests {
 
     #[test]
     fn a_dst_day_is_23_or_25_hours_and_never_shifts_midnight() {
-        let berlin = Tz(chrono_tz::Europe::Berlin);
-        let days = time_ranges(
+        let berlin = chrono_tz::Europe::Berlin;
+        let days = ranges(
             ControlType::TimestampTz,
             Step::Days(1),
-            at("2026-03-28 12:00"),
-            at("2026-03-30 12:00"),
-            &berlin,
+            "2026-03-28 12:00",
+            "2026-03-30 12:00",
+            berlin,
         );
         let bounds: Vec<_> = days
             .iter()
@@ -341,12 +347,12 @@ mod pure_tests {
                 (utc("2026-03-29 22:00"), utc("2026-03-30 22:00")),
             ]
         );
-        let autumn = time_ranges(
+        let autumn = ranges(
             ControlType::TimestampTz,
             Step::Days(1),
-            at("2026-10-25 12:00"),
-            at("2026-10-25 12:00"),
-            &berlin,
+            "2026-10-25 12:00",
+            "2026-10-25 12:00",
+            berlin,
         );
         assert_eq!(
             (autumn[0].lower.clone(), autumn[0].upper.clone()),
@@ -356,17 +362,17 @@ mod pure_tests {
 
     #[test]
     fn hourly_partitions_across_dst_have_no_gap_no_overlap_and_unique_names() {
-        let berlin = Tz(chrono_tz::Europe::Berlin);
+        let berlin = chrono_tz::Europe::Berlin;
         for (from, through) in [
             ("2026-03-29 00:00", "2026-03-29 05:00"),
             ("2026-10-25 00:00", "2026-10-25 05:00"),
         ] {
-            let hours = time_ranges(
+            let hours = ranges(
                 ControlType::TimestampTz,
                 Step::Hours(1),
-                at(from),
-                at(through),
-                &berlin,
+                from,
+                through,
+                berlin,
             );
             for pair in hours.windows(2) {
                 assert_eq!(pair[0].upper, pair[1].lower, "contiguous");
@@ -375,23 +381,23 @@ mod pure_tests {
             assert!(hours.iter().all(|r| r.lower != r.upper));
         }
         // Spring forward: 02:00 local does not exist, so its partition is skipped.
-        let spring = time_ranges(
+        let spring = ranges(
             ControlType::TimestampTz,
             Step::Hours(1),
-            at("2026-03-29 01:00"),
-            at("2026-03-29 03:00"),
-            &berlin,
+            "2026-03-29 01:00",
+            "2026-03-29 03:00",
+            berlin,
         );
         let names: Vec<_> = spring.iter().map(|r| r.suffix.as_str()).collect();
         assert_eq!(names, ["p20260329_0100", "p20260329_0300"]);
         // Santiago moves its clocks at midnight: the day still starts at the first instant it has.
-        let santiago = Tz(chrono_tz::America::Santiago);
-        let days = time_ranges(
+        let santiago = chrono_tz::America::Santiago;
+        let days = ranges(
             ControlType::TimestampTz,
             Step::Days(1),
-            at("2024-09-06 12:00"),
-            at("2024-09-09 12:00"),
-            &santiago,
+            "2024-09-06 12:00",
+            "2024-09-09 12:00",
+            santiago,
         );
         assert_eq!(days.len(), 4);
         for pair in days.windows(2) {
@@ -401,16 +407,16 @@ mod pure_tests {
 
     #[test]
     fn timestamp_without_time_zone_uses_wall_clock_bounds() {
-        let ranges = time_ranges(
+        let wall = ranges(
             ControlType::Timestamp,
             Step::Months(1),
-            at("2026-11-21 13:00"),
-            at("2026-12-01 00:00"),
-            &Tz(chrono_tz::Europe::Berlin),
+            "2026-11-21 13:00",
+            "2026-12-01 00:00",
+            chrono_tz::Europe::Berlin,
         );
-        assert_eq!(ranges[0].lower.literal(), "'2026-11-01 00:00:00'");
-        assert_eq!(ranges[1].upper.literal(), "'2027-01-01 00:00:00'");
-        assert_eq!(ranges.len(), 2);
+        assert_eq!(wall[0].lower.literal(), "'2026-11-01 00:00:00'");
+        assert_eq!(wall[1].upper.literal(), "'2027-01-01 00:00:00'");
+        assert_eq!(wall.len(), 2);
     }
 
     #[test]

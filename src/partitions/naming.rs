@@ -23,10 +23,6 @@ pub fn int_suffix(lower: i64) -> String {
     format!("p{lower}")
 }
 
-pub fn default_suffix() -> &'static str {
-    "default"
-}
-
 /// The child table's name for `parent` (its bare relation name) and a suffix.
 pub fn child_name(parent: &str, suffix: &str) -> String {
     let full = format!("{parent}_{suffix}");
