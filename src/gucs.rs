@@ -1,11 +1,16 @@
 //! dbopt's settings (`SET dbopt.…`, `ALTER DATABASE … SET dbopt.…`, postgresql.conf).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
 /// Longest wait for a lock by any DDL statement dbopt runs, in milliseconds. At least 1 ms:
 /// PostgreSQL reads 0 as "wait forever", which would let dbopt queue ACCESS EXCLUSIVE requests
 /// behind a long query and stall every writer queued behind them.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// The time zone partition boundaries are computed in, whatever the session's TimeZone.
+pub static PARTITION_TIMEZONE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -19,12 +24,29 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_string_guc(
+        c"dbopt.partition_timezone",
+        c"Time zone in which dbopt computes time partition boundaries.",
+        c"Midnight, Mondays and the 1st of the month are taken in this zone, so neither a \
+          session's TimeZone nor a DST change shifts or overlaps partitions.",
+        &PARTITION_TIMEZONE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // Makes a misspelt `SET dbopt.lock_timout` an error instead of a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"dbopt".as_ptr()) };
 }
 
 pub fn lock_timeout_ms() -> i32 {
     LOCK_TIMEOUT_MS.get()
+}
+
+pub fn partition_timezone() -> String {
+    PARTITION_TIMEZONE
+        .get()
+        .map(|zone| zone.to_string_lossy().into_owned())
+        .filter(|zone| !zone.trim().is_empty())
+        .unwrap_or_else(|| "UTC".into())
 }
 
 #[cfg(any(test, feature = "pg_test"))]

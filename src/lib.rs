@@ -23,6 +23,7 @@ pub mod rollups;
 pub mod schedule;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/partitions.sql", name = "partitions", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

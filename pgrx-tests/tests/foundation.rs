@@ -112,7 +112,8 @@ fn every_function_is_security_invoker_with_a_pinned_search_path() {
     let mut db = cluster.create_database("conventions", true);
     let rows = db
         .query(
-            "SELECT p.oid::regprocedure::text, p.prosecdef, coalesce(p.proconfig, '{}')
+            "SELECT p.oid::regprocedure::text, p.prosecdef, coalesce(p.proconfig, '{}'), \
+                    p.prokind = 'p', p.prosrc
                FROM pg_proc p
                JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                JOIN pg_extension e ON e.oid = d.refobjid AND d.deptype = 'e'
@@ -125,6 +126,18 @@ fn every_function_is_security_invoker_with_a_pinned_search_path() {
         let (name, security_definer, config): (String, bool, Vec<String>) =
             (row.get(0), row.get(1), row.get(2));
         assert!(!security_definer, "{name} is SECURITY DEFINER");
+        // A procedure that commits may not have SET clauses; it pins search_path in its body
+        // after every COMMIT instead.
+        let (is_procedure, body): (bool, String) = (row.get(3), row.get(4));
+        if is_procedure {
+            let pin = "set_config('search_path', 'pg_catalog, pg_temp', true)";
+            assert_eq!(
+                body.matches(pin).count(),
+                body.matches("COMMIT;").count() + 1,
+                "{name} must pin search_path at its start and after each COMMIT"
+            );
+            continue;
+        }
         assert!(
             config.iter().any(|c| c.starts_with("search_path=")),
             "{name} has no pinned search_path: {config:?}"

@@ -32,11 +32,33 @@ impl BoundValue {
     /// cannot change its meaning.
     pub fn literal(&self) -> String {
         match self {
-            BoundValue::Instant(t) => format!("'{}'", t.format("%Y-%m-%d %H:%M:%S+00")),
-            BoundValue::Wall(t) => format!("'{}'", t.format("%Y-%m-%d %H:%M:%S")),
-            BoundValue::Date(d) => format!("'{}'", d.format("%Y-%m-%d")),
+            BoundValue::Int(_) | BoundValue::MaxValue => self.text(),
+            _ => format!("'{}'", self.text()),
+        }
+    }
+
+    /// The value as text, to pass as a query parameter cast to the column's type.
+    pub fn text(&self) -> String {
+        match self {
+            BoundValue::Instant(t) => t.format("%Y-%m-%d %H:%M:%S+00").to_string(),
+            BoundValue::Wall(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            BoundValue::Date(d) => d.format("%Y-%m-%d").to_string(),
             BoundValue::Int(v) => v.to_string(),
             BoundValue::MaxValue => "MAXVALUE".into(),
+        }
+    }
+
+    /// A number ordering bounds of one column the way PostgreSQL does: microseconds since
+    /// 1970 for time columns (`extract(epoch ...)` of the value), the value for integers.
+    pub fn key(&self) -> i64 {
+        match self {
+            BoundValue::Instant(t) => t.timestamp_micros(),
+            BoundValue::Wall(t) => t.and_utc().timestamp_micros(),
+            BoundValue::Date(d) => d
+                .and_hms_opt(0, 0, 0)
+                .map_or(i64::MIN, |t| t.and_utc().timestamp_micros()),
+            BoundValue::Int(v) => *v,
+            BoundValue::MaxValue => i64::MAX,
         }
     }
 }

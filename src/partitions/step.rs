@@ -22,6 +22,18 @@ impl ControlType {
         }
     }
 
+    /// The control type for a column type's OID, or None when dbopt cannot partition by it.
+    pub fn from_type_oid(oid: u32) -> Option<ControlType> {
+        match oid {
+            1184 => Some(ControlType::TimestampTz),
+            1114 => Some(ControlType::Timestamp),
+            1082 => Some(ControlType::Date),
+            23 => Some(ControlType::Integer),
+            20 => Some(ControlType::BigInt),
+            _ => None,
+        }
+    }
+
     pub fn is_time(self) -> bool {
         !matches!(self, ControlType::Integer | ControlType::BigInt)
     }
@@ -42,6 +54,20 @@ pub enum Step {
     Months(u32),
     /// Integer controls.
     Width(i64),
+}
+
+impl Step {
+    /// The step as a PostgreSQL interval (or integer width), for arithmetic in SQL.
+    pub fn interval_text(self) -> String {
+        match self {
+            Step::Minutes(n) => format!("{n} minutes"),
+            Step::Hours(n) => format!("{n} hours"),
+            Step::Days(n) => format!("{n} days"),
+            Step::Weeks(n) => format!("{n} weeks"),
+            Step::Months(n) => format!("{n} months"),
+            Step::Width(w) => w.to_string(),
+        }
+    }
 }
 
 pub const ACCEPTED_FORMS: &str = "Use one number and one unit, e.g. '1 hour', '1 day', '1 week', \

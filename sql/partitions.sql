@@ -1,0 +1,186 @@
+-- Partition management: configuration, log, the maintenance procedure and the health view.
+-- The Rust functions beside src/partitions/ do one parent's work in one transaction; the
+-- procedure here commits between parents, which Rust cannot.
+
+-- One row per partition set. Rows are visible and writable only to members of the parent's
+-- owning role (superusers see all), so registering a table is no more than its owner could do.
+CREATE TABLE @extschema@.partition_config (
+    parent regclass PRIMARY KEY,
+    control name NOT NULL,
+    partition_interval text NOT NULL,
+    premake integer NOT NULL CHECK (premake >= 1),
+    with_default boolean NOT NULL,
+    future_limit integer NOT NULL CHECK (future_limit >= premake),
+    max_per_run integer NOT NULL CHECK (max_per_run >= 1),
+    retention_keep text,
+    retention_action text CHECK (retention_action IN ('drop', 'detach', 'archive')),
+    retention_schema name,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_by name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE @extschema@.partition_config IS
+    'Partition sets dbopt maintains: written by dbopt.create_partitions and dbopt.set_retention';
+ALTER TABLE @extschema@.partition_config ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owners_only ON @extschema@.partition_config
+    USING (pg_catalog.pg_has_role(
+        (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent), 'USAGE'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.partition_config TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.partition_config', '');
+
+-- Every action maintenance takes or declines, one row each.
+CREATE TABLE @extschema@.partition_log (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    parent regclass,
+    parent_name text NOT NULL,
+    action text NOT NULL,
+    object text,
+    statement text,
+    duration_ms double precision,
+    lock_wait_ms double precision,
+    outcome text NOT NULL CHECK (outcome IN ('ok', 'reported', 'lock_timeout', 'error', 'skipped')),
+    sqlstate text,
+    detail text
+);
+CREATE INDEX partition_log_parent_at ON @extschema@.partition_log (parent, at);
+COMMENT ON TABLE @extschema@.partition_log IS
+    'What dbopt partition maintenance did: action, object, duration, lock wait, outcome, SQLSTATE';
+ALTER TABLE @extschema@.partition_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owners_only ON @extschema@.partition_log
+    USING (pg_catalog.pg_has_role(
+        (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent), 'USAGE'));
+GRANT SELECT, INSERT ON @extschema@.partition_log TO PUBLIC;
+
+-- Keeps partition_config free of dropped tables, so an OID PostgreSQL reuses later can never
+-- inherit another table's retention. Runs as whoever drops the table.
+CREATE FUNCTION @extschema@.forget_dropped_parents() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM @extschema@.partition_config c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+       AND c.parent::oid = d.objid;
+END
+$$;
+-- The policy hides a dropped parent's row (its owner is gone), so deleting it needs the row
+-- visible to the dropper: rows of tables that no longer exist are visible to all.
+CREATE POLICY dropped_parents ON @extschema@.partition_config FOR DELETE
+    USING (NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = parent));
+CREATE EVENT TRIGGER dbopt_forget_dropped_parents ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION @extschema@.forget_dropped_parents();
+
+-- Maintains every registered parent (or the one given), each in its own transaction committed
+-- before the next. A parent whose locks cannot be had within dbopt.lock_timeout is retried
+-- with backoff, then logged with the sessions holding them and skipped: one blocked table
+-- never stalls the run or queues writers behind it.
+-- PostgreSQL forbids SET clauses on procedures that COMMIT, so the procedure pins search_path
+-- itself at the start of each of its transactions.
+CREATE PROCEDURE @extschema@.run_maintenance(
+    parent regclass DEFAULT NULL,
+    lock_retries integer DEFAULT 3
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    target regclass;
+    attempt integer;
+    started timestamptz;
+    waited double precision;
+    holders text;
+    state text;
+    message text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF lock_retries IS NULL OR lock_retries < 0 THEN
+        RAISE EXCEPTION 'lock_retries must be 0 or more, not %', lock_retries
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF parent IS NOT NULL AND NOT EXISTS (
+        SELECT FROM @extschema@.partition_config c WHERE c.parent = run_maintenance.parent) THEN
+        RAISE EXCEPTION 'table % is not managed by dbopt', parent
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Register it first with dbopt.create_partitions(parent, control, partition_interval).';
+    END IF;
+    FOR target IN
+        SELECT c.parent FROM @extschema@.partition_config c
+         WHERE run_maintenance.parent IS NULL OR c.parent = run_maintenance.parent
+         ORDER BY c.parent::oid
+    LOOP
+        attempt := 0;
+        waited := 0;
+        LOOP
+            started := clock_timestamp();
+            BEGIN
+                -- Two runs never work on one parent at once; the second skips it.
+                IF NOT pg_try_advisory_xact_lock(hashtext('dbopt.run_maintenance'), target::oid::integer) THEN
+                    INSERT INTO @extschema@.partition_log (parent, parent_name, action, outcome, detail)
+                    VALUES (target, target::text, 'maintain', 'skipped', 'another run_maintenance is working on it');
+                    EXIT;
+                END IF;
+                PERFORM @extschema@.maintain_partitions(target);
+                EXIT;
+            EXCEPTION
+                WHEN lock_not_available THEN
+                    waited := waited + extract(epoch FROM clock_timestamp() - started) * 1000;
+                    attempt := attempt + 1;
+                    IF attempt > lock_retries THEN
+                        SELECT string_agg(DISTINCT format('pid %s (%s on %s)', l.pid, l.mode, l.relation::regclass), ', ')
+                          INTO holders
+                          FROM pg_locks l
+                         WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
+                           AND (l.relation IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = target)
+                                OR (l.relation = target
+                                    AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock')));
+                        INSERT INTO @extschema@.partition_log
+                            (parent, parent_name, action, lock_wait_ms, outcome, sqlstate, detail)
+                        VALUES (target, target::text, 'maintain', waited, 'lock_timeout', '55P03',
+                                format('gave up after %s attempt(s); blocked by: %s', attempt,
+                                       coalesce(holders, 'sessions that have since finished')));
+                        EXIT;
+                    END IF;
+                    PERFORM pg_sleep(0.1 * 2 ^ (attempt - 1));
+                WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+                    INSERT INTO @extschema@.partition_log
+                        (parent, parent_name, action, duration_ms, outcome, sqlstate, detail)
+                    VALUES (target, target::text, 'maintain',
+                            extract(epoch FROM clock_timestamp() - started) * 1000, 'error', state, message);
+                    EXIT;
+            END;
+        END LOOP;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+END
+$$;
+
+-- A dry run of run_maintenance: each statement it would execute and the lock it takes.
+CREATE FUNCTION @extschema@.maintenance_plan(parent regclass DEFAULT NULL)
+RETURNS TABLE (parent regclass, step text, statement text, lock_mode text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.parent::regclass, s.step, s.statement, s.lock_mode
+      FROM @extschema@.maintenance_steps(maintenance_plan.parent) s
+$$;
+
+-- One row per registered parent: partitions, bounds, runway, default rows, gaps, last run.
+CREATE VIEW @extschema@.partition_health AS
+SELECT h.parent::regclass AS parent,
+       h.control,
+       h.partition_interval,
+       h.partitions,
+       h.first_bound,
+       h.last_bound,
+       h.runway,
+       h.default_rows,
+       h.gaps,
+       last.at AS last_maintenance,
+       last.outcome AS last_outcome,
+       last.detail AS last_detail
+  FROM @extschema@.partition_health_report() h
+  LEFT JOIN LATERAL (
+        SELECT l.at, l.outcome, l.detail
+          FROM @extschema@.partition_log l
+         WHERE l.parent = h.parent::regclass AND l.action <> 'report'
+         ORDER BY l.at DESC LIMIT 1) last ON true;
+COMMENT ON VIEW @extschema@.partition_health IS
+    'Registered partition sets: partition count, first and last bound, runway, rows in the default partition, gaps, last maintenance';

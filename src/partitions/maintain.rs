@@ -1,0 +1,541 @@
+//! Deciding and carrying out the changes a partition set needs: the runway ahead of the clock,
+//! rows stranded in the default partition, retention and the default partition itself.
+
+use super::actions::{Action, Retention, Template};
+use super::boundaries::{BoundValue, Range};
+use super::catalog::{parse_wall, wall_sql, Layout, PartitionSet, PgZone};
+use super::plan::{self, Position};
+use super::{naming, step};
+use crate::errors::{DboptError, OrRaise};
+use crate::gucs;
+use crate::ident::{quote_identifier, Relation};
+use pgrx::prelude::*;
+use std::time::Instant;
+
+/// A registered partition set, as `dbopt.partition_config` holds it.
+pub struct Config {
+    pub parent: pg_sys::Oid,
+    pub control: String,
+    pub partition_interval: String,
+    pub premake: i32,
+    pub with_default: bool,
+    pub future_limit: i32,
+    pub max_per_run: i32,
+    pub retention_keep: Option<String>,
+    pub retention_action: Option<String>,
+    pub retention_schema: Option<String>,
+}
+
+impl Config {
+    pub fn load(parent: pg_sys::Oid) -> Option<Config> {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT control::text, partition_interval, premake, with_default, future_limit, \
+                        max_per_run, retention_keep, retention_action, retention_schema::text \
+                   FROM dbopt.partition_config WHERE parent = $1",
+                Some(1),
+                &[parent.into()],
+            )?;
+            rows.into_iter()
+                .next()
+                .map(|row| {
+                    Ok::<_, pgrx::spi::Error>(Config {
+                        parent,
+                        control: row.get(1)?.unwrap_or_default(),
+                        partition_interval: row.get(2)?.unwrap_or_default(),
+                        premake: row.get(3)?.unwrap_or(1),
+                        with_default: row.get(4)?.unwrap_or(false),
+                        future_limit: row.get(5)?.unwrap_or(1),
+                        max_per_run: row.get(6)?.unwrap_or(1),
+                        retention_keep: row.get(7)?,
+                        retention_action: row.get(8)?,
+                        retention_schema: row.get(9)?,
+                    })
+                })
+                .transpose()
+        })
+        .or_raise("reading dbopt.partition_config")
+    }
+
+    pub fn require(parent: pg_sys::Oid) -> Config {
+        Config::load(parent).unwrap_or_else(|| {
+            let rel = Relation::from_oid(parent);
+            DboptError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("table {} is not managed by dbopt", rel.quoted()),
+            )
+            .hint("Register it first with dbopt.create_partitions(parent, control, partition_interval).")
+            .raise()
+        })
+    }
+}
+
+/// A partition set opened for planning: catalog facts plus what new partitions are made from.
+pub struct Workspace {
+    pub set: PartitionSet,
+    pub step: step::Step,
+    pub zone: String,
+    pub layout: Layout,
+    /// The parent's quoted name.
+    parent: String,
+    owner: Option<String>,
+    grants: Vec<String>,
+    default_name: Option<String>,
+}
+
+impl Workspace {
+    pub fn open(set: PartitionSet, step: step::Step) -> Workspace {
+        let zone = gucs::partition_timezone();
+        let layout = set.layout(&zone);
+        let (is_owner, grants) = owner_and_grants(set.rel.oid);
+        let owner = (!is_owner).then(|| quote_identifier(&set.owner));
+        let default_name = layout.default.as_ref().map(Relation::quoted);
+        Workspace {
+            parent: set.rel.quoted(),
+            set,
+            step,
+            zone,
+            layout,
+            owner,
+            grants,
+            default_name,
+        }
+    }
+
+    fn template(&self) -> Template<'_> {
+        Template {
+            parent: self.quoted_parent(),
+            tablespace: self.set.tablespace.as_deref().map(quote_identifier),
+            owner: self.owner.clone(),
+            grants: &self.grants,
+            default: self.default_name.as_deref(),
+        }
+    }
+
+    fn quoted_parent(&self) -> &str {
+        &self.parent
+    }
+
+    pub fn zone(&self) -> PgZone {
+        PgZone(self.zone.clone())
+    }
+
+    fn child_name(&self, range: &Range) -> String {
+        self.set
+            .sibling(&naming::child_name(&self.set.rel.name, &range.suffix))
+    }
+
+    pub fn children(&self) -> Vec<plan::Child> {
+        self.layout
+            .partitions
+            .iter()
+            .map(|p| p.child.clone())
+            .collect()
+    }
+
+    /// Actions creating `ranges`, moving rows out of the default partition for the ones in
+    /// `from_default`.
+    pub fn creations(&self, ranges: &[Range], from_default: &[Range]) -> Vec<Action> {
+        let template = self.template();
+        let control = quote_identifier(&self.set.control.name);
+        let columns = self.copyable_columns();
+        let mut actions: Vec<(i64, Action)> = Vec::new();
+        for range in from_default {
+            actions.push((
+                range.lower.key(),
+                template.move_from_default(
+                    &self.child_name(range),
+                    range,
+                    &control,
+                    self.set.control_type.sql_name(),
+                    &columns,
+                ),
+            ));
+        }
+        for range in ranges {
+            if !from_default.iter().any(|m| m.lower == range.lower) {
+                actions.push((
+                    range.lower.key(),
+                    template.create(&self.child_name(range), range),
+                ));
+            }
+        }
+        actions.sort_by_key(|(key, _)| *key);
+        actions.into_iter().map(|(_, action)| action).collect()
+    }
+
+    pub fn default_partition(&self) -> Option<Action> {
+        if self.layout.default.is_some() {
+            return None;
+        }
+        let name = naming::child_name(&self.set.rel.name, "default");
+        Some(self.template().create_default(&self.set.sibling(&name)))
+    }
+
+    /// Columns a row move copies: all but generated ones, which the new partition recomputes.
+    fn copyable_columns(&self) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) \
+               FROM pg_catalog.pg_attribute \
+              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+            &[self.set.rel.oid.into()],
+        )
+        .or_raise("listing columns")
+        .unwrap_or_default()
+    }
+
+    /// The lowest control value at or above `floor` sitting in the default partition.
+    fn lowest_default_value(&self, floor: Option<&BoundValue>) -> Option<Position> {
+        let default = self.layout.default.as_ref()?;
+        let control = quote_identifier(&self.set.control.name);
+        let type_name = self.set.control_type.sql_name();
+        let filter =
+            format!("{control} IS NOT NULL AND ($1::text IS NULL OR {control} >= $1::{type_name})");
+        let value = if self.set.control_type.is_time() {
+            format!(
+                "SELECT {} FROM (SELECT min({control}) AS v FROM {} WHERE {filter} \
+                 AND pg_catalog.isfinite({control})) m",
+                wall_sql(self.set.control_type, "v", "$2"),
+                default.quoted()
+            )
+        } else {
+            format!(
+                "SELECT min({control})::text FROM {} WHERE {filter}",
+                default.quoted()
+            )
+        };
+        let found = Spi::get_one_with_args::<String>(
+            &value,
+            &[floor.map(BoundValue::text).into(), self.zone.clone().into()],
+        )
+        .or_raise("looking for rows in the default partition")?;
+        if self.set.control_type.is_time() {
+            parse_wall(&found).map(Position::Time)
+        } else {
+            found.parse().ok().map(Position::Int)
+        }
+    }
+
+    /// How many rows in the default partition are at or above `floor`.
+    fn default_rows_from(&self, floor: &BoundValue) -> i64 {
+        let Some(default) = self.layout.default.as_ref() else {
+            return 0;
+        };
+        let control = quote_identifier(&self.set.control.name);
+        Spi::get_one_with_args::<i64>(
+            &format!(
+                "SELECT count(*) FROM {} WHERE {control} >= $1::{}",
+                default.quoted(),
+                self.set.control_type.sql_name()
+            ),
+            &[floor.text().into()],
+        )
+        .or_raise("counting rows in the default partition")
+        .unwrap_or(0)
+    }
+
+    /// Ranges for rows sitting in the default partition, up to `limit` ranges and no further
+    /// ahead than `future_limit`; rows past it, or older than `retention_cutoff`, are reported.
+    pub fn stranded_ranges(
+        &self,
+        limit: usize,
+        future_limit: Option<&BoundValue>,
+        retention_cutoff: Option<i64>,
+    ) -> (Vec<Range>, Vec<String>) {
+        let mut found = Vec::new();
+        let mut reports = Vec::new();
+        let children = self.children();
+        let zone = self.zone();
+        let mut floor: Option<BoundValue> = None;
+        while found.len() < limit {
+            let Some(value) = self.lowest_default_value(floor.as_ref()) else {
+                break;
+            };
+            let Some(range) = plan::range_holding(self.set.control_type, self.step, value, &zone)
+            else {
+                break;
+            };
+            if future_limit.is_some_and(|limit| plan::starts_after(&range, limit)) {
+                let rows = self.default_rows_from(&range.lower);
+                reports.push(format!(
+                    "{rows} row(s) from {} on stay in the default partition: past the future limit",
+                    range.lower.text()
+                ));
+                break;
+            }
+            if retention_cutoff.is_some_and(|cutoff| range.upper.key() <= cutoff) {
+                reports.push(format!(
+                    "rows in the default partition below {} are older than retention keeps: left there",
+                    range.upper.text()
+                ));
+            } else if children.iter().any(|child| plan::overlaps(&range, child)) {
+                reports.push(format!(
+                    "rows in the default partition from {} overlap a partition made by hand: left there",
+                    range.lower.text()
+                ));
+            } else {
+                found.push(range.clone());
+            }
+            if range.upper == BoundValue::MaxValue {
+                break;
+            }
+            floor = Some(range.upper);
+        }
+        (found, reports)
+    }
+
+    /// The ordering key before which retention removes partitions.
+    pub fn retention_cutoff(&self, keep: &str, position: Position) -> Option<i64> {
+        match position {
+            Position::Int(v) => keep.trim().parse::<i64>().ok().map(|k| v.saturating_sub(k)),
+            Position::Time(_) => {
+                let sql = match self.set.control_type {
+                    step::ControlType::TimestampTz => {
+                        "SELECT (pg_catalog.date_part('epoch', pg_catalog.timezone($2, \
+                         pg_catalog.timezone($2, pg_catalog.now()) - $1::interval)) * 1000000)::int8"
+                    }
+                    _ => {
+                        "SELECT (pg_catalog.date_part('epoch', \
+                         pg_catalog.timezone($2, pg_catalog.now()) - $1::interval) * 1000000)::int8"
+                    }
+                };
+                Spi::get_one_with_args::<i64>(sql, &[keep.into(), self.zone.clone().into()])
+                    .or_raise("computing the retention cutoff")
+            }
+        }
+    }
+
+    pub fn retire(
+        &self,
+        retention: Retention,
+        cutoff: i64,
+        archive_schema: Option<&str>,
+    ) -> Vec<Action> {
+        let schema = archive_schema.map(quote_identifier);
+        plan::expired(&self.children(), cutoff)
+            .into_iter()
+            .map(|child| {
+                retention.action(
+                    self.quoted_parent(),
+                    &self.set.sibling(&child.name),
+                    schema.as_deref(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Whether the current role owns the table, and GRANT statements reproducing its ACL on a new
+/// partition (`{table}` stands for the partition).
+fn owner_and_grants(oid: pg_sys::Oid) -> (bool, Vec<String>) {
+    Spi::connect(|client| {
+        let is_owner = client
+            .select(
+                "SELECT c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+                   FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                Some(1),
+                &[oid.into()],
+            )?
+            .first()
+            .get::<bool>(1)?
+            .unwrap_or(false);
+        let grants = client
+            .select(
+                "SELECT pg_catalog.format('GRANT %s ON {table} TO %s%s', \
+                        string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type), \
+                        CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+                             ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END, \
+                        CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) \
+                   FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a \
+                  WHERE c.oid = $1 AND a.grantee <> c.relowner \
+                  GROUP BY a.grantee, a.is_grantable ORDER BY 1",
+                None,
+                &[oid.into()],
+            )?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, pgrx::spi::Error>((is_owner, grants))
+    })
+    .or_raise("reading the parent's owner and privileges")
+}
+
+/// One executed action, for `dbopt.partition_log`.
+pub struct Done {
+    pub duration_ms: f64,
+    pub lock_wait_ms: f64,
+}
+
+/// Runs an action's statements, each bounded by dbopt.lock_timeout.
+pub fn execute(action: &Action) -> Done {
+    let started = Instant::now();
+    let mut lock_wait_ms = 0.0;
+    for statement in &action.statements {
+        let t = Instant::now();
+        crate::ddl::execute(&statement.sql, &action.object);
+        if statement.is_lock() {
+            lock_wait_ms += t.elapsed().as_secs_f64() * 1000.0;
+        }
+    }
+    Done {
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        lock_wait_ms,
+    }
+}
+
+/// Writes `dbopt.partition_log` rows for one parent.
+pub struct Logbook {
+    pub parent: pg_sys::Oid,
+    pub parent_name: String,
+}
+
+impl Logbook {
+    fn write(
+        &self,
+        action: &str,
+        object: Option<&str>,
+        statement: Option<&str>,
+        done: Option<&Done>,
+        outcome: &str,
+        detail: Option<&str>,
+    ) {
+        Spi::run_with_args(
+            "INSERT INTO dbopt.partition_log (parent, parent_name, action, object, statement, \
+                    duration_ms, lock_wait_ms, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                self.parent.into(),
+                self.parent_name.as_str().into(),
+                action.into(),
+                object.into(),
+                statement.into(),
+                done.map(|d| d.duration_ms).into(),
+                done.map(|d| d.lock_wait_ms).into(),
+                outcome.into(),
+                detail.into(),
+            ],
+        )
+        .or_raise("writing dbopt.partition_log");
+    }
+
+    /// Something maintenance declined to do, and why.
+    pub fn report(&self, what: &str) {
+        self.write("report", None, None, None, "reported", Some(what));
+    }
+
+    /// Executes `actions` in order, logging each with its duration and lock wait.
+    pub fn run(&self, actions: &[Action], detail: Option<&str>) {
+        for action in actions {
+            let done = execute(action);
+            let main = action
+                .statements
+                .iter()
+                .find(|s| !s.is_lock() && !s.sql.starts_with("CREATE TABLE"))
+                .map(|s| s.sql.as_str());
+            self.write(
+                action.step,
+                Some(&action.object),
+                main,
+                Some(&done),
+                "ok",
+                detail,
+            );
+        }
+    }
+
+    fn summary(&self, actions: usize, started: Instant) {
+        let done = Done {
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            lock_wait_ms: 0.0,
+        };
+        let detail = format!("{actions} action(s)");
+        self.write("maintain", None, None, Some(&done), "ok", Some(&detail));
+    }
+}
+
+/// Everything maintenance would do for one registered parent, and what it only reports.
+pub struct MaintenancePlan {
+    pub parent_name: String,
+    pub actions: Vec<Action>,
+    pub reports: Vec<String>,
+}
+
+pub fn plan_maintenance(config: &Config) -> MaintenancePlan {
+    let set = PartitionSet::inspect(config.parent, &config.control);
+    let step = step::parse_step(&config.partition_interval, set.control_type).unwrap_or_else(|e| {
+        DboptError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e).raise()
+    });
+    let ws = Workspace::open(set, step);
+    let zone = ws.zone();
+    let position = ws.set.position(&ws.layout, &ws.zone);
+    let premake = config.premake.max(1) as u32;
+    let reach = config.future_limit.max(config.premake).max(1) as u32;
+    let through = plan::ahead(position, step, premake).unwrap_or(position);
+    let future_limit = plan::ahead(position, step, reach)
+        .and_then(|p| plan::range_holding(ws.set.control_type, step, p, &zone))
+        .map(|r| r.lower);
+    let cutoff = config
+        .retention_keep
+        .as_deref()
+        .and_then(|keep| ws.retention_cutoff(keep, position));
+    let budget = config.max_per_run.max(1) as usize;
+
+    let (stranded, mut reports) = ws.stranded_ranges(budget, future_limit.as_ref(), cutoff);
+    // The runway starts where the newest partition ends when that is behind the clock, so a
+    // missed run leaves no hole between the old partitions and the new ones.
+    let from = match (position, newest_upper(&ws)) {
+        (Position::Time(now), Some(Position::Time(upper))) if upper < now => Position::Time(upper),
+        _ => position,
+    };
+    let mut runway = plan::uncovered(
+        plan::ranges(ws.set.control_type, step, from, through, &zone),
+        &ws.children(),
+    );
+    let room = budget.saturating_sub(stranded.len());
+    if runway.len() > room {
+        reports.push(format!(
+            "{} more partition(s) needed; max_per_run ({budget}) reached, the next run continues",
+            runway.len() - room
+        ));
+        runway.truncate(room);
+    }
+    let mut actions = ws.creations(&runway, &stranded);
+    if let (Some(cutoff), Some(keep_action)) = (cutoff, config.retention_action.as_deref()) {
+        let retention = Retention::parse(keep_action, config.retention_schema.as_deref())
+            .unwrap_or(Retention::Detach);
+        actions.extend(ws.retire(retention, cutoff, config.retention_schema.as_deref()));
+    }
+    if config.with_default {
+        actions.extend(ws.default_partition());
+    }
+    MaintenancePlan {
+        parent_name: ws.set.rel.quoted(),
+        actions,
+        reports,
+    }
+}
+
+fn newest_upper(ws: &Workspace) -> Option<Position> {
+    ws.layout
+        .partitions
+        .iter()
+        .filter(|p| p.child.upper != i64::MAX)
+        .max_by_key(|p| p.child.upper)
+        .and_then(|p| p.upper_wall.map(Position::Time))
+}
+
+/// Carries out maintenance for one parent in the current transaction and logs each action.
+/// Returns the number of actions taken.
+pub fn maintain(config: &Config) -> i64 {
+    let started = Instant::now();
+    let plan = plan_maintenance(config);
+    let logbook = Logbook {
+        parent: config.parent,
+        parent_name: plan.parent_name.clone(),
+    };
+    for report in &plan.reports {
+        logbook.report(report);
+    }
+    logbook.run(&plan.actions, None);
+    logbook.summary(plan.actions.len(), started);
+    plan.actions.len() as i64
+}

@@ -1,0 +1,513 @@
+//! `#[pg_test]`s for the partition functions: each function end to end, and each bad input
+//! with its SQLSTATE and "nothing changed".
+
+#[pgrx::pg_schema]
+mod tests {
+    use super::super::*;
+    use crate::errors::raised_by;
+
+    fn rel(name: &str) -> PgRelation {
+        PgRelation::open_with_name_and_share_lock(name).expect("test table exists")
+    }
+
+    /// The table's OID, with no relation kept open (an open one blocks ALTER TABLE).
+    fn oid(name: &str) -> pg_sys::Oid {
+        rel(name).oid()
+    }
+
+    fn count(sql: &str) -> i64 {
+        Spi::get_one::<i64>(sql).unwrap().unwrap_or(0)
+    }
+
+    fn strings(sql: &str) -> Vec<String> {
+        Spi::connect(|client| {
+            client
+                .select(sql, None, &[])
+                .unwrap()
+                .map(|row| row.get::<String>(1).unwrap().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    fn create(
+        parent: &str,
+        control: &str,
+        interval: &str,
+        start_from: Option<&str>,
+    ) -> Vec<String> {
+        create_partitions(
+            rel(parent),
+            control,
+            interval,
+            4,
+            start_from,
+            true,
+            false,
+            None,
+            24,
+        )
+        .collect()
+    }
+
+    fn partitions_of(parent: &str) -> i64 {
+        count(&format!(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = '{parent}'::regclass"
+        ))
+    }
+
+    const ODD: &str = r#""Odd Schema"."Orders ""2026""""#;
+
+    fn odd_parent() {
+        Spi::run(
+            r#"CREATE SCHEMA "Odd Schema";
+               CREATE TABLE "Odd Schema"."Orders ""2026""" (
+                   id bigint GENERATED ALWAYS AS IDENTITY,
+                   "Created At" timestamptz NOT NULL,
+                   total numeric CHECK (total >= 0)
+               ) PARTITION BY RANGE ("Created At");
+               CREATE INDEX ON "Odd Schema"."Orders ""2026""" ("Created At", id);
+               CREATE ROLE dbopt_test_reader;
+               GRANT SELECT ON "Odd Schema"."Orders ""2026""" TO dbopt_test_reader"#,
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn monthly_partitions_with_quoted_names_indexes_and_grants() {
+        odd_parent();
+        let made = create(ODD, "Created At", "1 month", Some("2026-01-15"));
+        assert_eq!(made[0], r#""Odd Schema"."Orders ""2026""_p202601""#);
+        assert_eq!(
+            made.last().unwrap(),
+            r#""Odd Schema"."Orders ""2026""_default""#
+        );
+        let months = made.len() as i64 - 1;
+        assert!(
+            months >= 15,
+            "January 2026 through now + 4 months: {made:?}"
+        );
+        assert_eq!(partitions_of(ODD), months + 1);
+        // The parent's index exists on every partition, and so does the reader's privilege.
+        assert_eq!(
+            count(&format!(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_index x ON x.indrelid = i.inhrelid \
+                  WHERE i.inhparent = '{ODD}'::regclass"
+            )),
+            months + 1
+        );
+        assert_eq!(
+            count(&format!(
+                "SELECT count(*) FROM pg_inherits i \
+                  WHERE i.inhparent = '{ODD}'::regclass \
+                    AND has_table_privilege('dbopt_test_reader', i.inhrelid, 'SELECT')"
+            )),
+            months + 1
+        );
+        // The same call again changes nothing.
+        assert!(create(ODD, "Created At", "monthly", Some("2026-01-15")).is_empty());
+        assert_eq!(partitions_of(ODD), months + 1);
+        assert_eq!(count("SELECT count(*) FROM dbopt.partition_config"), 1);
+    }
+
+    #[pg_test]
+    fn a_dry_run_lists_ddl_and_changes_nothing() {
+        odd_parent();
+        let ddl: Vec<String> = create_partitions(
+            rel(ODD),
+            "Created At",
+            "1 week",
+            2,
+            None,
+            true,
+            true,
+            None,
+            24,
+        )
+        .collect();
+        assert!(ddl.iter().any(|s| s.starts_with("CREATE TABLE")));
+        assert!(ddl
+            .iter()
+            .any(|s| s.contains("ATTACH PARTITION") && s.ends_with("DEFAULT")));
+        assert_eq!(partitions_of(ODD), 0);
+        assert_eq!(count("SELECT count(*) FROM dbopt.partition_config"), 0);
+    }
+
+    #[pg_test]
+    fn dst_days_in_the_partition_time_zone_are_23_and_25_hours() {
+        Spi::run(
+            "SET dbopt.partition_timezone = 'Europe/Berlin'; SET TimeZone = 'America/New_York';
+             CREATE TABLE ev (at timestamptz NOT NULL) PARTITION BY RANGE (at)",
+        )
+        .unwrap();
+        create_partitions(
+            rel("ev"),
+            "at",
+            "1 day",
+            1,
+            Some("2026-03-28 12:00+01"),
+            false,
+            false,
+            None,
+            24,
+        )
+        .for_each(drop);
+        let hours = |day: &str| {
+            Spi::get_one::<f64>(&format!(
+                "SELECT extract(epoch FROM (regexp_match(pg_get_expr(relpartbound, oid), \
+                        'TO \\(''(.*)''\\)'))[1]::timestamptz \
+                      - (regexp_match(pg_get_expr(relpartbound, oid), 'FROM \\(''(.*)''\\) TO'))[1]::timestamptz)::float8 / 3600 \
+                   FROM pg_class WHERE relname = 'ev_p{day}'"
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!(hours("20260328"), 24.0);
+        assert_eq!(hours("20260329"), 23.0);
+        assert_eq!(hours("20261025"), 25.0);
+        // Midnight in Berlin, whatever the session's TimeZone.
+        Spi::run("SET TimeZone = 'UTC'").unwrap();
+        assert_eq!(
+            strings("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'ev_p20260329'"),
+            ["FOR VALUES FROM ('2026-03-28 23:00:00+00') TO ('2026-03-29 22:00:00+00')"]
+        );
+    }
+
+    #[pg_test]
+    fn integer_controls_get_width_aligned_partitions() {
+        Spi::run("CREATE TABLE ids (id bigint NOT NULL, v text) PARTITION BY RANGE (id)").unwrap();
+        let made = create("ids", "id", "100000", Some("250000"));
+        assert_eq!(
+            made,
+            [
+                "public.ids_p200000",
+                "public.ids_p300000",
+                "public.ids_p400000",
+                "public.ids_p500000",
+                "public.ids_p600000",
+                "public.ids_default"
+            ]
+        );
+    }
+
+    #[pg_test]
+    fn maintenance_moves_default_rows_and_reports_far_future_ones() {
+        Spi::run("CREATE TABLE m (d date NOT NULL, v int) PARTITION BY RANGE (d)").unwrap();
+        create("m", "d", "1 month", None);
+        Spi::run(
+            "INSERT INTO m SELECT current_date - 400 + g % 3, g FROM generate_series(1, 30) g;
+             INSERT INTO m VALUES (current_date + 3650, -1)",
+        )
+        .unwrap();
+        let before = strings("SELECT md5(string_agg(d::text || v, ',' ORDER BY v)) FROM m");
+        let plan =
+            strings("SELECT step FROM dbopt.maintenance_plan('m') GROUP BY step ORDER BY step");
+        assert_eq!(plan, ["move_default_rows", "report"]);
+        maintain::maintain(&Config::require(oid("m")));
+        assert_eq!(
+            count("SELECT count(*) FROM m_default"),
+            1,
+            "only the far-future row stays"
+        );
+        assert_eq!(
+            strings("SELECT md5(string_agg(d::text || v, ',' ORDER BY v)) FROM m"),
+            before
+        );
+        assert_eq!(
+            strings("SELECT outcome FROM dbopt.partition_log WHERE action = 'report'"),
+            ["reported"]
+        );
+        // A second run has nothing to move.
+        assert!(
+            strings("SELECT step FROM dbopt.maintenance_plan('m') WHERE step <> 'report'")
+                .is_empty()
+        );
+    }
+
+    #[pg_test]
+    fn max_per_run_bounds_one_run_and_the_next_run_continues() {
+        Spi::run("CREATE TABLE h (at timestamp NOT NULL) PARTITION BY RANGE (at)").unwrap();
+        create_partitions(rel("h"), "at", "1 hour", 1, None, false, false, Some(48), 2)
+            .for_each(drop);
+        Spi::run("UPDATE dbopt.partition_config SET premake = 6").unwrap();
+        let config = Config::require(oid("h"));
+        assert_eq!(maintain::maintain(&config), 2);
+        assert_eq!(maintain::maintain(&config), 2);
+    }
+
+    #[pg_test]
+    fn retention_drops_detaches_or_archives_old_partitions() {
+        Spi::run(
+            "CREATE SCHEMA old_parts;
+             CREATE TABLE a (d date NOT NULL) PARTITION BY RANGE (d);
+             CREATE TABLE b (d date NOT NULL) PARTITION BY RANGE (d);
+             CREATE TABLE c (d date NOT NULL) PARTITION BY RANGE (d)",
+        )
+        .unwrap();
+        for (name, action, schema) in [
+            ("a", "drop", None),
+            ("b", "detach", None),
+            ("c", "detach", Some("old_parts")),
+        ] {
+            let start = strings("SELECT (current_date - interval '11 months')::date::text");
+            create(name, "d", "1 month", Some(&start[0]));
+            let before = partitions_of(name);
+            set_retention(rel(name), Some("3 months"), action, schema);
+            maintain::maintain(&Config::require(oid(name)));
+            let retired = before - partitions_of(name);
+            assert!(
+                retired >= 7,
+                "{name}: months before now - 3 months are retired ({retired})"
+            );
+            let left_as_tables = count(&format!("SELECT count(*) FROM pg_class WHERE relname LIKE '{name}\\_p%' AND relkind = 'r' AND NOT relispartition"));
+            match action {
+                "drop" => assert_eq!(left_as_tables, 0),
+                _ => assert_eq!(left_as_tables, retired),
+            }
+        }
+        assert!(
+            count("SELECT count(*) FROM pg_class WHERE relnamespace = 'old_parts'::regnamespace")
+                >= 7
+        );
+    }
+
+    #[pg_test]
+    fn the_health_view_reports_runway_and_default_rows() {
+        Spi::run("CREATE TABLE hv (at timestamptz NOT NULL) PARTITION BY RANGE (at)").unwrap();
+        create("hv", "at", "1 day", None);
+        Spi::run("INSERT INTO hv VALUES (now() + interval '30 days')").unwrap();
+        let row = strings(
+            "SELECT format('%s|%s|%s|%s', partitions, default_rows, gaps, runway LIKE '4 days%') \
+               FROM dbopt.partition_health WHERE parent = 'hv'::regclass",
+        );
+        assert_eq!(row, ["5|1|0|t"]);
+    }
+
+    fn refused(f: impl FnOnce() + std::panic::UnwindSafe) -> crate::errors::Raised {
+        let raised = raised_by(f).expect("refused");
+        assert_eq!(
+            count("SELECT count(*) FROM dbopt.partition_config"),
+            0,
+            "nothing registered"
+        );
+        raised
+    }
+
+    #[pg_test]
+    fn bad_tables_and_columns_are_refused_with_specific_errors() {
+        Spi::run(
+            "CREATE TABLE plain (at timestamptz);
+             CREATE TABLE listed (k int) PARTITION BY LIST (k);
+             CREATE TABLE two (a int, b int) PARTITION BY RANGE (a, b);
+             CREATE TABLE num (n numeric NOT NULL, at date) PARTITION BY RANGE (n);
+             CREATE TABLE dated (d date NOT NULL, n bigint) PARTITION BY RANGE (d)",
+        )
+        .unwrap();
+        let cases: [(&str, &str, &str, PgSqlErrorCode, &str); 7] = [
+            (
+                "plain",
+                "at",
+                "1 day",
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                "is not partitioned",
+            ),
+            (
+                "listed",
+                "k",
+                "10",
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "partitioned by list",
+            ),
+            (
+                "two",
+                "a",
+                "10",
+                PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+                "not the partition key",
+            ),
+            (
+                "num",
+                "n",
+                "10",
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "has type numeric",
+            ),
+            (
+                "num",
+                "at",
+                "1 day",
+                PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+                "not the partition key",
+            ),
+            (
+                "dated",
+                "missing",
+                "1 day",
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                "\"missing\"",
+            ),
+            (
+                "dated",
+                "n",
+                "10",
+                PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+                "not the partition key",
+            ),
+        ];
+        for (table, control, interval, code, says) in cases {
+            let raised = refused(move || {
+                create(table, control, interval, None);
+            });
+            assert_eq!(raised.code, code, "{table}.{control}: {}", raised.message);
+            assert!(raised.message.contains(says), "{}", raised.message);
+        }
+        let plain = refused(|| {
+            create("plain", "at", "1 day", None);
+        });
+        assert!(plain.hint.unwrap().contains("dbopt.partition_table"));
+        assert_eq!(count("SELECT count(*) FROM pg_inherits"), 0);
+    }
+
+    #[pg_test]
+    fn bad_intervals_premake_and_start_from_are_refused() {
+        Spi::run(
+            "CREATE TABLE dated (d date NOT NULL) PARTITION BY RANGE (d);
+             CREATE TABLE big (n bigint NOT NULL) PARTITION BY RANGE (n)",
+        )
+        .unwrap();
+        for (table, control, interval) in [
+            ("dated", "d", "0 days"),
+            ("dated", "d", "-1 month"),
+            ("dated", "d", "fortnightly"),
+            ("dated", "d", "1 hour"),
+            ("big", "n", "1 day"),
+            ("big", "n", "0"),
+        ] {
+            let raised = refused(move || {
+                create(table, control, interval, None);
+            });
+            assert_eq!(
+                raised.code,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "{interval}"
+            );
+            assert!(
+                raised.message.contains("partition_interval"),
+                "{}",
+                raised.message
+            );
+        }
+        let premake = refused(|| {
+            create_partitions(rel("dated"), "d", "1 day", 0, None, true, false, None, 24)
+                .for_each(drop);
+        });
+        assert_eq!(
+            premake.code,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        );
+        let date = refused(|| {
+            create("dated", "d", "1 day", Some("yesterday-ish"));
+        });
+        assert_eq!(date.code, PgSqlErrorCode::ERRCODE_INVALID_DATETIME_FORMAT);
+        assert!(date.message.contains("start_from 'yesterday-ish'"));
+        let number = refused(|| {
+            create("big", "n", "1000", Some("12x"));
+        });
+        assert_eq!(
+            number.code,
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
+        );
+        assert_eq!(count("SELECT count(*) FROM pg_inherits"), 0);
+    }
+
+    #[pg_test]
+    fn a_different_layout_for_a_registered_table_is_refused() {
+        Spi::run("CREATE TABLE r (d date NOT NULL) PARTITION BY RANGE (d)").unwrap();
+        create("r", "d", "1 month", None);
+        let partitions = partitions_of("r");
+        let raised = raised_by(|| {
+            create("r", "d", "1 week", None);
+        })
+        .unwrap();
+        assert_eq!(raised.code, PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT);
+        assert_eq!(partitions_of("r"), partitions);
+    }
+
+    #[pg_test]
+    fn a_role_that_does_not_own_the_table_is_refused() {
+        Spi::run(
+            "CREATE TABLE owned (d date NOT NULL) PARTITION BY RANGE (d);
+             CREATE ROLE dbopt_test_stranger; GRANT ALL ON owned TO dbopt_test_stranger;
+             SET ROLE dbopt_test_stranger",
+        )
+        .unwrap();
+        let raised = refused(|| {
+            create("owned", "d", "1 month", None);
+        });
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(raised.code, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE);
+        assert!(raised
+            .message
+            .contains("must be owner of table public.owned"));
+        assert_eq!(partitions_of("owned"), 0);
+    }
+
+    #[pg_test]
+    fn bad_retention_settings_are_refused() {
+        Spi::run(
+            "CREATE TABLE kept (d date NOT NULL) PARTITION BY RANGE (d);
+             CREATE TABLE unregistered (d date NOT NULL) PARTITION BY RANGE (d)",
+        )
+        .unwrap();
+        create("kept", "d", "1 month", None);
+        let cases: [(&str, Option<&str>, &str, Option<&str>, PgSqlErrorCode); 5] = [
+            (
+                "kept",
+                Some("forever"),
+                "drop",
+                None,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            ),
+            (
+                "kept",
+                Some("-3 months"),
+                "drop",
+                None,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            ),
+            (
+                "kept",
+                Some("3 months"),
+                "shred",
+                None,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            ),
+            (
+                "kept",
+                Some("3 months"),
+                "detach",
+                Some("nowhere"),
+                PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+            ),
+            (
+                "unregistered",
+                Some("3 months"),
+                "drop",
+                None,
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            ),
+        ];
+        for (table, keep, action, schema, code) in cases {
+            let raised =
+                raised_by(move || set_retention(rel(table), keep, action, schema)).unwrap();
+            assert_eq!(
+                raised.code, code,
+                "{table} {keep:?} {action}: {}",
+                raised.message
+            );
+        }
+        assert_eq!(
+            count("SELECT count(*) FROM dbopt.partition_config WHERE retention_keep IS NOT NULL"),
+            0
+        );
+    }
+}
