@@ -184,3 +184,95 @@ SELECT h.parent::regclass AS parent,
          ORDER BY l.at DESC LIMIT 1) last ON true;
 COMMENT ON VIEW @extschema@.partition_health IS
     'Registered partition sets: partition count, first and last bound, runway, rows in the default partition, gaps, last maintenance';
+
+-- Online conversions under way (CALL dbopt.partition_table), one row each: enough to resume
+-- after a crash or a cancelled call by calling it again.
+CREATE TABLE @extschema@.partition_conversion (
+    source regclass PRIMARY KEY,
+    target regclass NOT NULL,
+    changes text NOT NULL,
+    capture text NOT NULL,
+    control name NOT NULL,
+    partition_interval text NOT NULL,
+    key_columns text[] NOT NULL,
+    last_key text[],
+    rows_copied bigint NOT NULL DEFAULT 0,
+    started_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE @extschema@.partition_conversion ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owners_only ON @extschema@.partition_conversion
+    USING (pg_catalog.pg_has_role(
+        (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = source), 'USAGE'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.partition_conversion TO PUBLIC;
+
+-- Converts a populated plain table into a range-partitioned table of the same name while
+-- writers keep working: copy in committed batches, replay the rows written meanwhile, then a
+-- swap that waits for the table's lock at most dbopt.lock_timeout per attempt.
+CREATE PROCEDURE @extschema@.partition_table(
+    source regclass,
+    control text,
+    partition_interval text,
+    batch_size integer DEFAULT 10000,
+    premake integer DEFAULT 4,
+    lock_retries integer DEFAULT 5
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    copied bigint;
+    replayed bigint;
+    attempt integer := 0;
+    note text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1, not %', batch_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lock_retries IS NULL OR lock_retries < 0 THEN
+        RAISE EXCEPTION 'lock_retries must be 0 or more, not %', lock_retries
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        BEGIN
+            FOREACH note IN ARRAY @extschema@.conversion_start(source, control, partition_interval, premake) LOOP
+                RAISE NOTICE '%', note;
+            END LOOP;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            attempt := attempt + 1;
+            IF attempt > lock_retries THEN RAISE; END IF;
+            PERFORM pg_sleep(0.1 * 2 ^ (attempt - 1));
+        END;
+    END LOOP;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    LOOP
+        copied := @extschema@.conversion_copy(source, batch_size);
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN copied = 0;
+    END LOOP;
+    attempt := 0;
+    LOOP
+        -- Catch up with writes made during the copy, so the swap has little left to replay.
+        LOOP
+            replayed := @extschema@.conversion_replay(source, batch_size);
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            EXIT WHEN replayed < batch_size;
+        END LOOP;
+        BEGIN
+            FOREACH note IN ARRAY @extschema@.conversion_swap(source) LOOP
+                RAISE NOTICE '%', note;
+            END LOOP;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            attempt := attempt + 1;
+            IF attempt > lock_retries THEN RAISE; END IF;
+            PERFORM pg_sleep(0.1 * 2 ^ (attempt - 1));
+        END;
+    END LOOP;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+END
+$$;

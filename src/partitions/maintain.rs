@@ -78,6 +78,9 @@ pub struct Workspace {
     pub layout: Layout,
     /// The parent's quoted name.
     parent: String,
+    /// What partition names start with: the parent's name, or during an online conversion the
+    /// name the parent will have once swapped in.
+    pub base_name: String,
     owner: Option<String>,
     grants: Vec<String>,
     default_name: Option<String>,
@@ -92,6 +95,7 @@ impl Workspace {
         let default_name = layout.default.as_ref().map(Relation::quoted);
         Workspace {
             parent: set.rel.quoted(),
+            base_name: set.rel.name.clone(),
             set,
             step,
             zone,
@@ -122,7 +126,7 @@ impl Workspace {
 
     fn child_name(&self, range: &Range) -> String {
         self.set
-            .sibling(&naming::child_name(&self.set.rel.name, &range.suffix))
+            .sibling(&naming::child_name(&self.base_name, &range.suffix))
     }
 
     pub fn children(&self) -> Vec<plan::Child> {
@@ -168,7 +172,7 @@ impl Workspace {
         if self.layout.default.is_some() {
             return None;
         }
-        let name = naming::child_name(&self.set.rel.name, "default");
+        let name = naming::child_name(&self.base_name, "default");
         Some(self.template().create_default(&self.set.sibling(&name)))
     }
 
@@ -327,7 +331,7 @@ impl Workspace {
 
 /// Whether the current role owns the table, and GRANT statements reproducing its ACL on a new
 /// partition (`{table}` stands for the partition).
-fn owner_and_grants(oid: pg_sys::Oid) -> (bool, Vec<String>) {
+pub fn owner_and_grants(oid: pg_sys::Oid) -> (bool, Vec<String>) {
     Spi::connect(|client| {
         let is_owner = client
             .select(

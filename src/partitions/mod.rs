@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod boundaries;
 pub mod catalog;
+pub mod convert;
 pub mod maintain;
 pub mod naming;
 pub mod plan;
@@ -59,6 +60,48 @@ fn create_partitions(
 ) -> SetOfIterator<'static, String> {
     let set = PartitionSet::inspect(parent.oid(), control);
     drop(parent);
+    let made = create_for(
+        set,
+        &Request {
+            partition_interval,
+            premake,
+            start_from,
+            with_default,
+            future_limit,
+            max_per_run,
+        },
+        dry_run,
+        None,
+    );
+    SetOfIterator::new(made)
+}
+
+/// What `create_partitions` is asked for.
+pub struct Request<'a> {
+    pub partition_interval: &'a str,
+    pub premake: i32,
+    pub start_from: Option<&'a str>,
+    pub with_default: bool,
+    pub future_limit: Option<i32>,
+    pub max_per_run: i32,
+}
+
+/// `create_partitions` for an inspected set; `base_name` names partitions after another table
+/// (the online conversion names them after the table being converted).
+pub fn create_for(
+    set: PartitionSet,
+    request: &Request,
+    dry_run: bool,
+    base_name: Option<&str>,
+) -> Vec<String> {
+    let Request {
+        partition_interval,
+        premake,
+        start_from,
+        with_default,
+        future_limit,
+        max_per_run,
+    } = *request;
     let step = parse_interval(&set, partition_interval);
     if premake < 1 {
         invalid(format!("premake must be at least 1, not {premake}"))
@@ -95,7 +138,10 @@ fn create_partitions(
         }
     }
 
-    let ws = Workspace::open(set, step);
+    let mut ws = Workspace::open(set, step);
+    if let Some(name) = base_name {
+        ws.base_name = name.to_owned();
+    }
     let zone = ws.zone();
     let now = ws.set.position(&ws.layout, &ws.zone);
     let from = start_from.map_or(now, |text| ws.set.parse_position(text, &ws.zone));
@@ -126,7 +172,7 @@ fn create_partitions(
             .iter()
             .flat_map(|a| a.statements.iter().map(|s| s.sql.clone()))
             .collect();
-        return SetOfIterator::new(statements);
+        return statements;
     }
     register(
         ws.set.rel.oid,
@@ -142,7 +188,7 @@ fn create_partitions(
         parent_name: ws.set.rel.quoted(),
     };
     logbook.run(&actions, Some("create_partitions"));
-    SetOfIterator::new(actions.into_iter().map(|a| a.object).collect::<Vec<_>>())
+    actions.into_iter().map(|a| a.object).collect()
 }
 
 fn register(
