@@ -308,7 +308,7 @@ fn check_convertible(source: &Relation, control: &str) -> (ControlType, Vec<Stri
 /// a conversion already under way resumes it.
 #[pg_extern]
 #[search_path(pg_catalog, pg_temp)]
-fn conversion_start(
+pub fn conversion_start(
     source: PgRelation,
     control: &str,
     partition_interval: &str,

@@ -510,4 +510,94 @@ mod tests {
             0
         );
     }
+
+    #[pg_test]
+    fn tables_whose_conversion_would_break_a_promise_are_refused_untouched() {
+        Spi::run(
+            "CREATE TABLE keyless (at timestamptz NOT NULL);
+             CREATE TABLE referenced (id int PRIMARY KEY, at date NOT NULL);
+             CREATE TABLE referrer (ref int REFERENCES referenced);
+             CREATE TABLE viewed (id int PRIMARY KEY, at date NOT NULL);
+             CREATE VIEW v AS SELECT * FROM viewed;
+             CREATE TABLE uniq (id int PRIMARY KEY, code text UNIQUE, at date NOT NULL);
+             CREATE TABLE money (id int PRIMARY KEY, amount numeric NOT NULL);
+             CREATE TABLE already (at date NOT NULL) PARTITION BY RANGE (at)",
+        )
+        .unwrap();
+        let cases: [(&str, &str, &str, PgSqlErrorCode, &str); 8] = [
+            (
+                "keyless",
+                "at",
+                "1 month",
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "no primary key",
+            ),
+            (
+                "referenced",
+                "at",
+                "1 month",
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "foreign keys",
+            ),
+            (
+                "viewed",
+                "at",
+                "1 month",
+                PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+                "views depend on it",
+            ),
+            (
+                "uniq",
+                "at",
+                "1 month",
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "uniq_code_key",
+            ),
+            (
+                "money",
+                "amount",
+                "100",
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "has type numeric",
+            ),
+            (
+                "money",
+                "nope",
+                "100",
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                "\"nope\"",
+            ),
+            (
+                "money",
+                "id",
+                "1 day",
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "partition_interval",
+            ),
+            (
+                "already",
+                "at",
+                "1 month",
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "already partitioned",
+            ),
+        ];
+        for (table, control, interval, code, says) in cases {
+            let raised = raised_by(move || {
+                convert::conversion_start(rel(table), control, interval, 4);
+            })
+            .unwrap();
+            assert_eq!(raised.code, code, "{table}: {}", raised.message);
+            assert!(raised.message.contains(says), "{table}: {}", raised.message);
+        }
+        assert_eq!(
+            count("SELECT count(*) FROM pg_class WHERE relname LIKE '%dbopt%'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"),
+            0
+        );
+        assert_eq!(count("SELECT count(*) FROM dbopt.partition_conversion"), 0);
+    }
 }
