@@ -10,7 +10,7 @@ PG_CONFIG="${PG_CONFIG:-/usr/bin/pg_config}"
 PGRX_VERSION=0.18.1
 APT_PACKAGES=(
   "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-cron"
-  libclang-dev clang sudo pkg-config libssl-dev
+  "postgresql-$PG_MAJOR-partman" libclang-dev clang sudo pkg-config libssl-dev
 )
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
