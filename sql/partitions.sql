@@ -205,6 +205,31 @@ CREATE POLICY owners_only ON @extschema@.partition_conversion
         (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = source), 'USAGE'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.partition_conversion TO PUBLIC;
 
+-- One lock-taking step of a conversion ('start' or 'swap'), retried with backoff when its locks
+-- cannot be had within dbopt.lock_timeout. Returns the step's notes for the caller.
+CREATE FUNCTION @extschema@.conversion_step(
+    source regclass, step text, control text, partition_interval text,
+    premake integer, lock_retries integer
+) RETURNS text[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    attempt integer := 0;
+BEGIN
+    LOOP
+        BEGIN
+            IF step = 'start' THEN
+                RETURN @extschema@.conversion_start(source, control, partition_interval, premake);
+            END IF;
+            RETURN @extschema@.conversion_swap(source);
+        EXCEPTION WHEN lock_not_available THEN
+            attempt := attempt + 1;
+            IF attempt > lock_retries THEN RAISE; END IF;
+            PERFORM pg_sleep(0.1 * 2 ^ (attempt - 1));
+        END;
+    END LOOP;
+END
+$$;
+
 -- Converts a populated plain table into a range-partitioned table of the same name while
 -- writers keep working: copy in committed batches, replay the rows written meanwhile, then a
 -- swap that waits for the table's lock at most dbopt.lock_timeout per attempt.
@@ -218,9 +243,7 @@ CREATE PROCEDURE @extschema@.partition_table(
 )
 LANGUAGE plpgsql AS $$
 DECLARE
-    copied bigint;
-    replayed bigint;
-    attempt integer := 0;
+    done bigint;
     note text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -232,45 +255,28 @@ BEGIN
         RAISE EXCEPTION 'lock_retries must be 0 or more, not %', lock_retries
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    LOOP
-        BEGIN
-            FOREACH note IN ARRAY @extschema@.conversion_start(source, control, partition_interval, premake) LOOP
-                RAISE NOTICE '%', note;
-            END LOOP;
-            EXIT;
-        EXCEPTION WHEN lock_not_available THEN
-            attempt := attempt + 1;
-            IF attempt > lock_retries THEN RAISE; END IF;
-            PERFORM pg_sleep(0.1 * 2 ^ (attempt - 1));
-        END;
+    FOREACH note IN ARRAY @extschema@.conversion_step(source, 'start', control, partition_interval,
+                                                      premake, lock_retries) LOOP
+        RAISE NOTICE '%', note;
     END LOOP;
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     LOOP
-        copied := @extschema@.conversion_copy(source, batch_size);
+        done := @extschema@.conversion_copy(source, batch_size);
         COMMIT;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        EXIT WHEN copied = 0;
+        EXIT WHEN done = 0;
     END LOOP;
-    attempt := 0;
+    -- Catch up with writes made during the copy, so the swap has little left to replay.
     LOOP
-        -- Catch up with writes made during the copy, so the swap has little left to replay.
-        LOOP
-            replayed := @extschema@.conversion_replay(source, batch_size);
-            COMMIT;
-            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-            EXIT WHEN replayed < batch_size;
-        END LOOP;
-        BEGIN
-            FOREACH note IN ARRAY @extschema@.conversion_swap(source) LOOP
-                RAISE NOTICE '%', note;
-            END LOOP;
-            EXIT;
-        EXCEPTION WHEN lock_not_available THEN
-            attempt := attempt + 1;
-            IF attempt > lock_retries THEN RAISE; END IF;
-            PERFORM pg_sleep(0.1 * 2 ^ (attempt - 1));
-        END;
+        done := @extschema@.conversion_replay(source, batch_size);
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN done < batch_size;
+    END LOOP;
+    FOREACH note IN ARRAY @extschema@.conversion_step(source, 'swap', control, partition_interval,
+                                                      premake, lock_retries) LOOP
+        RAISE NOTICE '%', note;
     END LOOP;
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);

@@ -94,14 +94,14 @@ pub fn create_for(
     dry_run: bool,
     base_name: Option<&str>,
 ) -> Vec<String> {
-    let Request {
+    let &Request {
         partition_interval,
         premake,
         start_from,
         with_default,
         future_limit,
         max_per_run,
-    } = *request;
+    } = request;
     let step = parse_interval(&set, partition_interval);
     if premake < 1 {
         invalid(format!("premake must be at least 1, not {premake}"))
