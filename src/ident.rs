@@ -92,6 +92,19 @@ impl Relation {
         })
     }
 
+    /// The quoted, comma-separated columns an INSERT copying rows writes: all but generated
+    /// ones, which the receiving table computes itself.
+    pub fn insertable_columns(&self) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) \
+               FROM pg_catalog.pg_attribute \
+              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+            &[self.oid.into()],
+        )
+        .or_raise("listing columns")
+        .unwrap_or_default()
+    }
+
     pub fn column_names(&self) -> Vec<String> {
         Spi::connect(|client| {
             client

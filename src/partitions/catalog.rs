@@ -20,7 +20,6 @@ pub struct PartitionSet {
 
 /// A partition, by name and bounds.
 pub struct Partition {
-    pub oid: pg_sys::Oid,
     pub child: Child,
     /// The upper bound as wall-clock time in the partition time zone (time controls only).
     pub upper_wall: Option<NaiveDateTime>,
@@ -229,7 +228,6 @@ impl PartitionSet {
                 continue;
             }
             layout.partitions.push(Partition {
-                oid,
                 child: Child {
                     name,
                     lower: lower.unwrap_or(i64::MIN),

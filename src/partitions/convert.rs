@@ -17,7 +17,7 @@ use super::naming;
 use super::step::{self, ControlType};
 use crate::ddl;
 use crate::errors::{DboptError, OrRaise};
-use crate::ident::{quote_identifier, quote_literal, Relation};
+use crate::ident::{quote_identifier, quote_literal, quote_qualified_identifier, Relation};
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
@@ -81,7 +81,7 @@ impl Conversion {
         let key_types = key.iter().map(|k| source.column(k).type_name).collect();
         Some(Conversion {
             key_types,
-            columns: copied_columns(source.oid),
+            columns: source.insertable_columns(),
             source,
             target: Relation::from_oid(target),
             changes,
@@ -164,17 +164,6 @@ impl Conversion {
         Spi::run("DROP TABLE pg_temp.dbopt_replay_keys").or_raise("finishing a replay");
         taken
     }
-}
-
-/// Columns a copy writes: every column but generated ones, which the target recomputes.
-fn copied_columns(oid: pg_sys::Oid) -> String {
-    one(
-        "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) \
-           FROM pg_catalog.pg_attribute \
-          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-        oid,
-    )
-    .unwrap_or_default()
 }
 
 /// Refuses, before anything changes, every table whose conversion would break a promise.
@@ -344,7 +333,7 @@ pub fn conversion_start(
     let mut notes = Vec::new();
     let control_name = rel.column(control).name;
     let target_name = naming::child_name(&rel.name, "dbopt_new");
-    let target = quote_qualified(&rel.schema, &target_name);
+    let target = quote_qualified_identifier(&rel.schema, &target_name);
     ddl::execute(
         &format!(
             "CREATE TABLE {target} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
@@ -433,7 +422,8 @@ pub fn conversion_start(
     );
 
     // Change capture: the key of every row written from now on.
-    let changes = quote_qualified(&rel.schema, &naming::child_name(&rel.name, "dbopt_changes"));
+    let changes =
+        quote_qualified_identifier(&rel.schema, &naming::child_name(&rel.name, "dbopt_changes"));
     let key_defs = strings(
         "SELECT pg_catalog.format('%I %s NOT NULL', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) \
            FROM pg_catalog.pg_index i \
@@ -461,7 +451,8 @@ pub fn conversion_start(
         .collect::<Vec<_>>()
         .join(", ");
     let key_list = quoted_key.join(", ");
-    let capture = quote_qualified(&rel.schema, &naming::child_name(&rel.name, "dbopt_capture"));
+    let capture =
+        quote_qualified_identifier(&rel.schema, &naming::child_name(&rel.name, "dbopt_capture"));
     ddl::execute(
         &format!(
             "CREATE FUNCTION {capture}() RETURNS trigger LANGUAGE plpgsql \
@@ -535,10 +526,6 @@ fn identity_sequences(oid: pg_sys::Oid) -> Vec<(String, String)> {
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
     .or_raise("reading identity columns")
-}
-
-fn quote_qualified(schema: &str, name: &str) -> String {
-    crate::ident::quote_qualified_identifier(schema, name)
 }
 
 fn require_owner(rel: &Relation) {
@@ -692,7 +679,7 @@ fn conversion_swap(source: PgRelation) -> Vec<String> {
         "ALTER TABLE {target} RENAME TO {}",
         quote_identifier(&name)
     ));
-    let renamed_target = quote_qualified(&schema, &name);
+    let renamed_target = quote_qualified_identifier(&schema, &name);
     statements.extend(strings(
         "SELECT pg_catalog.format('ALTER INDEX %I.%I RENAME TO %I', n.nspname, c.relname, \
                 pg_catalog.left(c.relname, -6)) \
@@ -740,6 +727,6 @@ fn conversion_swap(source: PgRelation) -> Vec<String> {
     .or_raise("finishing the conversion");
     vec![format!(
         "{renamed_target} is now partitioned; the original table is kept as {} until you drop it",
-        quote_qualified(&schema, &old_name)
+        quote_qualified_identifier(&schema, &old_name)
     )]
 }

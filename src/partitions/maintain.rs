@@ -142,7 +142,7 @@ impl Workspace {
     pub fn creations(&self, ranges: &[Range], from_default: &[Range]) -> Vec<Action> {
         let template = self.template();
         let control = quote_identifier(&self.set.control.name);
-        let columns = self.copyable_columns();
+        let columns = self.set.rel.insertable_columns();
         let mut actions: Vec<(i64, Action)> = Vec::new();
         for range in from_default {
             actions.push((
@@ -174,18 +174,6 @@ impl Workspace {
         }
         let name = naming::child_name(&self.base_name, "default");
         Some(self.template().create_default(&self.set.sibling(&name)))
-    }
-
-    /// Columns a row move copies: all but generated ones, which the new partition recomputes.
-    fn copyable_columns(&self) -> String {
-        Spi::get_one_with_args::<String>(
-            "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) \
-               FROM pg_catalog.pg_attribute \
-              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-            &[self.set.rel.oid.into()],
-        )
-        .or_raise("listing columns")
-        .unwrap_or_default()
     }
 
     /// The lowest control value at or above `floor` sitting in the default partition.
