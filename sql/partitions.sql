@@ -16,7 +16,14 @@ CREATE TABLE @extschema@.partition_config (
     retention_action text CHECK (retention_action IN ('drop', 'detach', 'archive')),
     retention_schema name,
     registered_at timestamptz NOT NULL DEFAULT now(),
-    registered_by name NOT NULL DEFAULT current_user
+    registered_by name NOT NULL DEFAULT current_user,
+    -- When maintenance next has work, recorded by each full check (see maintenance_due):
+    -- '-infinity' when it has work now, 'infinity' when only rows or changes can make work.
+    checked_at timestamptz,
+    checked_zone text,
+    due_at timestamptz,
+    watch regclass[],
+    fingerprint bigint
 );
 COMMENT ON TABLE @extschema@.partition_config IS
     'Partition sets dbopt maintains: written by dbopt.create_partitions and dbopt.set_retention';
@@ -26,6 +33,57 @@ CREATE POLICY owners_only ON @extschema@.partition_config
         (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent), 'USAGE'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.partition_config TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.partition_config', '');
+
+-- A change to a set's settings makes its next maintenance a full check.
+CREATE FUNCTION @extschema@.partition_config_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.due_at := NULL;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER settings_changed BEFORE UPDATE ON @extschema@.partition_config
+    FOR EACH ROW WHEN (
+        (OLD.control, OLD.partition_interval, OLD.premake, OLD.with_default, OLD.future_limit,
+         OLD.max_per_run, OLD.retention_keep, OLD.retention_action, OLD.retention_schema)
+        IS DISTINCT FROM
+        (NEW.control, NEW.partition_interval, NEW.premake, NEW.with_default, NEW.future_limit,
+         NEW.max_per_run, NEW.retention_keep, NEW.retention_action, NEW.retention_schema))
+    EXECUTE FUNCTION @extschema@.partition_config_changed();
+
+-- Changes when a partition is attached, detached, dropped or replaced.
+CREATE FUNCTION @extschema@.partition_fingerprint(parent regclass) RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT count(*) * 4294967296 + coalesce(sum(i.inhrelid::int8), 0)
+      FROM pg_catalog.pg_inherits i WHERE i.inhparent = parent
+$$;
+
+-- Whether each registered parent has maintenance to do, and why, judged from what its last
+-- full check recorded: the clock reaching due_at, partitions changed by hand, a changed
+-- dbopt.partition_timezone, or a row in a watched partition (the default partition, and for
+-- integer controls the partitions the runway waits for). Takes no lock it has to wait for.
+CREATE FUNCTION @extschema@.maintenance_due(parent regclass DEFAULT NULL)
+RETURNS TABLE (parent regclass, due boolean, reason text)
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT c.parent, r.reason IS NOT NULL,
+           coalesce(r.reason, CASE WHEN c.due_at = 'infinity' THEN 'nothing to do until rows arrive'
+                                   ELSE format('nothing to do before %s', c.due_at) END)
+      FROM @extschema@.partition_config c
+     CROSS JOIN LATERAL (
+            SELECT string_agg(w::text, ', ') AS holding
+              FROM unnest(c.watch) w WHERE @extschema@.may_have_rows(w::oid)) b
+     CROSS JOIN LATERAL (SELECT CASE
+            WHEN c.due_at IS NULL THEN 'not checked since it was registered or reconfigured'
+            WHEN c.due_at <= now() THEN 'runway or retention due'
+            WHEN c.checked_zone IS DISTINCT FROM current_setting('dbopt.partition_timezone')
+                THEN 'dbopt.partition_timezone changed'
+            WHEN c.fingerprint IS DISTINCT FROM @extschema@.partition_fingerprint(c.parent)
+                THEN 'partitions changed since the last check'
+            WHEN b.holding IS NOT NULL THEN 'rows to act on in ' || b.holding
+            END AS reason) r
+     WHERE maintenance_due.parent IS NULL OR c.parent = maintenance_due.parent
+     ORDER BY c.parent::oid
+$$;
 
 -- Every action maintenance takes or declines, one row each.
 CREATE TABLE @extschema@.partition_log (
@@ -83,6 +141,8 @@ CREATE PROCEDURE @extschema@.run_maintenance(
 LANGUAGE plpgsql AS $$
 DECLARE
     target regclass;
+    is_due boolean;
+    idle regclass[] := '{}';
     attempt integer;
     started timestamptz;
     waited double precision;
@@ -101,11 +161,15 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Register it first with dbopt.create_partitions(parent, control, partition_interval).';
     END IF;
-    FOR target IN
-        SELECT c.parent FROM @extschema@.partition_config c
-         WHERE run_maintenance.parent IS NULL OR c.parent = run_maintenance.parent
-         ORDER BY c.parent::oid
+    -- Parents with nothing to do are passed over after a cheap probe (maintenance_due); one
+    -- named in the call is always checked in full.
+    FOR target, is_due IN
+        SELECT d.parent, d.due FROM @extschema@.maintenance_due(run_maintenance.parent) d
     LOOP
+        IF run_maintenance.parent IS NULL AND NOT is_due THEN
+            idle := idle || target;
+            CONTINUE;
+        END IF;
         attempt := 0;
         waited := 0;
         LOOP
@@ -151,6 +215,8 @@ BEGIN
         COMMIT;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     END LOOP;
+    UPDATE @extschema@.partition_config c SET checked_at = clock_timestamp()
+     WHERE c.parent = ANY (idle);
 END
 $$;
 
@@ -175,15 +241,18 @@ SELECT h.parent::regclass AS parent,
        h.gaps,
        last.at AS last_maintenance,
        last.outcome AS last_outcome,
-       last.detail AS last_detail
+       last.detail AS last_detail,
+       c.checked_at AS last_checked,
+       c.due_at AS next_due
   FROM @extschema@.partition_health_report() h
+  JOIN @extschema@.partition_config c ON c.parent = h.parent::regclass
   LEFT JOIN LATERAL (
         SELECT l.at, l.outcome, l.detail
           FROM @extschema@.partition_log l
          WHERE l.parent = h.parent::regclass AND l.action <> 'report'
          ORDER BY l.at DESC LIMIT 1) last ON true;
 COMMENT ON VIEW @extschema@.partition_health IS
-    'Registered partition sets: partition count, first and last bound, runway, rows in the default partition, gaps, last maintenance';
+    'Registered partition sets: partition count, first and last bound, runway, rows in the default partition, gaps, last maintenance and check, when work is next due';
 
 -- Online conversions under way (CALL dbopt.partition_table), one row each: enough to resume
 -- after a crash or a cancelled call by calling it again.
@@ -244,6 +313,8 @@ CREATE PROCEDURE @extschema@.partition_table(
 LANGUAGE plpgsql AS $$
 DECLARE
     done bigint;
+    previous bigint;
+    new_table regclass;
     note text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -267,12 +338,21 @@ BEGIN
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         EXIT WHEN done = 0;
     END LOOP;
-    -- Catch up with writes made during the copy, so the swap has little left to replay.
+    -- Statistics for the new table before it goes live, and for the replays' plans: without
+    -- them a replay of a few keys hashes every partition, under the swap's lock.
+    SELECT c.target INTO new_table FROM @extschema@.partition_conversion c
+     WHERE c.source = partition_table.source;
+    EXECUTE format('ANALYZE %s', new_table);
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- Catch up with writes made during the copy until few are left or they stop shrinking, so
+    -- the swap has little to replay under its lock.
     LOOP
         done := @extschema@.conversion_replay(source, batch_size);
         COMMIT;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        EXIT WHEN done < batch_size;
+        EXIT WHEN done <= 10 OR (done < batch_size AND done >= previous);
+        previous := done;
     END LOOP;
     FOREACH note IN ARRAY @extschema@.conversion_step(source, 'swap', control, partition_interval,
                                                       premake, lock_retries) LOOP

@@ -6,21 +6,22 @@ use crate::errors::{DboptError, OrRaise};
 use crate::gucs;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
+use std::ffi::CString;
 
 /// Runs one DDL statement with `lock_timeout` set to `dbopt.lock_timeout`, then restores the
 /// caller's `lock_timeout`. `object` names what the statement changes; a lock timeout is
 /// re-raised as SQLSTATE 55P03 naming it.
 pub fn execute(sql: &str, object: &str) {
     let timeout_ms = gucs::lock_timeout_ms();
-    let callers_timeout = current_lock_timeout();
-    set_local_lock_timeout(&format!("{timeout_ms}ms"));
+    let callers_timeout_ms = current_lock_timeout_ms();
+    set_local_lock_timeout(timeout_ms);
     PgTryBuilder::new(|| Spi::run(sql).or_raise("running DDL"))
         .catch_when(
             PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
             |_: CaughtError| lock_timeout_error(sql, object, timeout_ms).raise(),
         )
         .execute();
-    set_local_lock_timeout(&callers_timeout);
+    set_local_lock_timeout(callers_timeout_ms);
 }
 
 fn lock_timeout_error(sql: &str, object: &str, timeout_ms: i32) -> DboptError {
@@ -35,19 +36,29 @@ fn lock_timeout_error(sql: &str, object: &str, timeout_ms: i32) -> DboptError {
     )
 }
 
-pub fn current_lock_timeout() -> String {
-    Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")
-        .or_raise("reading lock_timeout")
-        .unwrap_or_default()
+/// The session's `lock_timeout` in milliseconds (0: wait forever).
+pub fn current_lock_timeout_ms() -> i32 {
+    // SAFETY: a plain int GUC variable, read on the backend's only thread.
+    unsafe { pg_sys::LockTimeout }
 }
 
-/// Sets `lock_timeout` until the end of the current transaction (or subtransaction).
-fn set_local_lock_timeout(value: &str) {
-    Spi::run_with_args(
-        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-        &[value.into()],
-    )
-    .or_raise("setting lock_timeout");
+/// Sets `lock_timeout` until the end of the current transaction (or subtransaction). Called
+/// around every DDL statement, so it goes straight to the GUC machinery rather than through SPI.
+fn set_local_lock_timeout(ms: i32) {
+    let value = CString::new(ms.to_string()).expect("digits contain no NUL");
+    // SAFETY: both strings outlive the call; errors are raised with ereport (ERROR level).
+    unsafe {
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            pg_sys::PGERROR as i32,
+            false,
+        );
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -72,11 +83,17 @@ mod tests {
     fn ddl_waits_at_most_dbopt_lock_timeout_and_restores_the_callers() {
         Spi::run("SET lock_timeout = '7s'").unwrap();
         assert_eq!(lock_timeout_seen_by_ddl(), "1s");
-        assert_eq!(current_lock_timeout(), "7s");
+        assert_eq!(current_lock_timeout_ms(), 7000);
 
         Spi::run("SET dbopt.lock_timeout = '250ms'").unwrap();
         assert_eq!(lock_timeout_seen_by_ddl(), "250ms");
-        assert_eq!(current_lock_timeout(), "7s");
+        assert_eq!(current_lock_timeout_ms(), 7000);
+        assert_eq!(
+            Spi::get_one::<String>("SELECT current_setting('lock_timeout')")
+                .unwrap()
+                .unwrap(),
+            "7s"
+        );
     }
 
     /// A second session holds a lock the DDL needs: dblink (contrib) opens it from inside the test.

@@ -215,12 +215,25 @@ impl Cluster {
 
     /// SIGKILLs one backend. The postmaster then ends every session and runs crash recovery,
     /// exactly as when a backend dies mid-operation in production.
+    /// SIGKILLs a backend and returns once the postmaster has reset every session for crash
+    /// recovery: before that, a new connection may still succeed and then be cut.
     pub fn kill_backend(&self, pid: i32) {
         assert!(
             children_of(self.postmaster_pid().unwrap()).contains(&pid),
             "{pid} is not a backend"
         );
+        const RESET: &str = "all server processes terminated; reinitializing";
+        let resets = self.log().matches(RESET).count();
         unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log().matches(RESET).count() == resets {
+            assert!(
+                Instant::now() < deadline,
+                "the postmaster never reset after {pid} was killed\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until the server accepts connections (after a restart or a killed backend).

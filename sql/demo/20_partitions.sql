@@ -22,6 +22,9 @@ SELECT action, object, round(duration_ms::numeric, 2) AS ms, round(lock_wait_ms:
   FROM dbopt.partition_log WHERE parent = 'dbopt_demo.orders'::regclass AND action <> 'create'
  ORDER BY id;
 
+\echo '== The next scheduled run: which parents it will check in full, and why'
+SELECT parent, due, reason FROM dbopt.maintenance_due();
+
 \echo '== dbopt.partition_health'
 \x on
 SELECT * FROM dbopt.partition_health WHERE parent = 'dbopt_demo.orders'::regclass;

@@ -4,6 +4,10 @@
 //! Partitions are made with `CREATE TABLE ... (LIKE parent)` and then `ATTACH PARTITION`: the
 //! attach takes SHARE UPDATE EXCLUSIVE on the parent, where `CREATE TABLE ... PARTITION OF`
 //! takes ACCESS EXCLUSIVE and would block every reader and writer of the table meanwhile.
+//! The exception is a parent with no partitions at all, which cannot hold a row: its first
+//! partitions are made with `PARTITION OF`, which rebuilds the parent's partition descriptor
+//! once per partition where ATTACH rebuilds it twice (a third faster for a thousand
+//! partitions).
 
 use super::boundaries::Range;
 
@@ -49,6 +53,9 @@ pub struct Template<'a> {
     pub grants: &'a [String],
     /// The quoted default partition, which ATTACH must lock and scan.
     pub default: Option<&'a str>,
+    /// The parent has no partitions (so no rows) and nothing `PARTITION OF` would leave out
+    /// (column comments, extended statistics): partitions are made with `PARTITION OF`.
+    pub fresh: bool,
 }
 
 impl Template<'_> {
@@ -71,12 +78,15 @@ impl Template<'_> {
 
     fn lock_for_attach(&self) -> Vec<Statement> {
         let mut locks = vec![Statement::new(
-            format!("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE", self.parent),
+            format!(
+                "LOCK TABLE ONLY {} IN SHARE UPDATE EXCLUSIVE MODE",
+                self.parent
+            ),
             format!("SHARE UPDATE EXCLUSIVE on {}", self.parent),
         )];
         if let Some(default) = self.default {
             locks.push(Statement::new(
-                format!("LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE"),
+                format!("LOCK TABLE ONLY {default} IN ACCESS EXCLUSIVE MODE"),
                 format!("ACCESS EXCLUSIVE on {default}"),
             ));
         }
@@ -114,29 +124,58 @@ impl Template<'_> {
         statements
     }
 
+    /// A new partition of a parent without partitions, under ACCESS EXCLUSIVE on the parent:
+    /// nothing can be using a table that cannot hold a row.
+    fn create_as_partition(&self, child: &str, bounds: &str) -> Vec<Statement> {
+        let exclusive = format!("ACCESS EXCLUSIVE on {} (no partitions yet)", self.parent);
+        let tablespace = self
+            .tablespace
+            .as_ref()
+            .map(|t| format!(" TABLESPACE {t}"))
+            .unwrap_or_default();
+        vec![
+            Statement::new(
+                format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", self.parent),
+                exclusive.clone(),
+            ),
+            Statement::new(
+                format!(
+                    "CREATE TABLE {child} PARTITION OF {} {bounds}{tablespace}",
+                    self.parent
+                ),
+                exclusive,
+            ),
+        ]
+    }
+
+    fn create_and_attach(&self, child: &str, bounds: &str) -> Vec<Statement> {
+        let mut statements = if self.fresh {
+            self.create_as_partition(child, bounds)
+        } else {
+            let mut statements = vec![self.create_table(child)];
+            statements.extend(self.lock_for_attach());
+            statements.push(self.attach(child, bounds));
+            statements
+        };
+        statements.extend(self.finish(child));
+        statements
+    }
+
     /// A new, empty partition for `range`.
     pub fn create(&self, child: &str, range: &Range) -> Action {
-        let mut statements = vec![self.create_table(child)];
-        statements.extend(self.lock_for_attach());
-        statements.push(self.attach(child, &bounds_clause(range)));
-        statements.extend(self.finish(child));
         Action {
             step: "create",
             object: child.to_owned(),
-            statements,
+            statements: self.create_and_attach(child, &bounds_clause(range)),
         }
     }
 
     /// The default partition (made last, so creating it scans nothing).
     pub fn create_default(&self, child: &str) -> Action {
-        let mut statements = vec![self.create_table(child)];
-        statements.extend(self.lock_for_attach());
-        statements.push(self.attach(child, "DEFAULT"));
-        statements.extend(self.finish(child));
         Action {
             step: "create_default",
             object: child.to_owned(),
-            statements,
+            statements: self.create_and_attach(child, "DEFAULT"),
         }
     }
 
@@ -224,7 +263,7 @@ impl Retention {
     pub fn action(self, parent: &str, child: &str, archive_schema: Option<&str>) -> Action {
         let exclusive = format!("ACCESS EXCLUSIVE on {parent}");
         let mut statements = vec![Statement::new(
-            format!("LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE"),
+            format!("LOCK TABLE ONLY {parent} IN ACCESS EXCLUSIVE MODE"),
             exclusive.clone(),
         )];
         match self {
@@ -272,7 +311,36 @@ mod pure_tests {
             owner: Some("app".into()),
             grants,
             default,
+            fresh: false,
         }
+    }
+
+    #[test]
+    fn the_first_partitions_of_a_parent_are_made_as_partitions_under_its_lock() {
+        let grants = vec!["GRANT SELECT ON {table} TO reader".to_string()];
+        let mut fresh = template(&grants, None);
+        fresh.fresh = true;
+        fresh.tablespace = Some("fast".into());
+        let sql: Vec<_> = fresh
+            .create("c", &range())
+            .statements
+            .into_iter()
+            .map(|s| s.sql)
+            .collect();
+        assert_eq!(
+            sql,
+            [
+                r#"LOCK TABLE ONLY "s"."T""x" IN ACCESS EXCLUSIVE MODE"#,
+                r#"CREATE TABLE c PARTITION OF "s"."T""x" FOR VALUES FROM (100) TO (200) TABLESPACE fast"#,
+                "ALTER TABLE c OWNER TO app",
+                "GRANT SELECT ON c TO reader",
+            ]
+        );
+        let default = fresh.create_default("d").statements;
+        assert_eq!(
+            default[1].sql,
+            r#"CREATE TABLE d PARTITION OF "s"."T""x" DEFAULT TABLESPACE fast"#
+        );
     }
 
     #[test]
@@ -284,11 +352,11 @@ mod pure_tests {
         assert!(sql[0].starts_with(r#"CREATE TABLE "s"."c" (LIKE "s"."T""x" INCLUDING DEFAULTS"#));
         assert_eq!(
             sql[1],
-            r#"LOCK TABLE "s"."T""x" IN SHARE UPDATE EXCLUSIVE MODE"#
+            r#"LOCK TABLE ONLY "s"."T""x" IN SHARE UPDATE EXCLUSIVE MODE"#
         );
         assert_eq!(
             sql[2],
-            r#"LOCK TABLE "s"."T""x_default" IN ACCESS EXCLUSIVE MODE"#
+            r#"LOCK TABLE ONLY "s"."T""x_default" IN ACCESS EXCLUSIVE MODE"#
         );
         assert_eq!(
             sql[3],
@@ -306,9 +374,9 @@ mod pure_tests {
         let sql: Vec<_> = action.statements.iter().map(|s| s.sql.as_str()).collect();
         assert_eq!(
             sql[0],
-            r#"LOCK TABLE "s"."T""x" IN SHARE UPDATE EXCLUSIVE MODE"#
+            r#"LOCK TABLE ONLY "s"."T""x" IN SHARE UPDATE EXCLUSIVE MODE"#
         );
-        assert_eq!(sql[1], "LOCK TABLE d IN ACCESS EXCLUSIVE MODE");
+        assert_eq!(sql[1], "LOCK TABLE ONLY d IN ACCESS EXCLUSIVE MODE");
         assert_eq!(
             sql[3],
             "WITH moved AS (DELETE FROM d WHERE k >= 100::bigint AND k < 200::bigint \
@@ -335,7 +403,7 @@ mod pure_tests {
         assert_eq!(
             sql,
             [
-                "LOCK TABLE p IN ACCESS EXCLUSIVE MODE",
+                "LOCK TABLE ONLY p IN ACCESS EXCLUSIVE MODE",
                 "ALTER TABLE p DETACH PARTITION c",
                 "ALTER TABLE c SET SCHEMA old"
             ]

@@ -122,6 +122,20 @@ pub fn advance(t: NaiveDateTime, step: Step, count: u32) -> Option<NaiveDateTime
     (0..count).try_fold(t, |acc, _| next(acc, step))
 }
 
+/// The earliest time that [`advance`] by `count` steps takes to `t` or past it, for an aligned
+/// boundary `t`: when a runway of `count` intervals first reaches `t`.
+pub fn retreat(t: NaiveDateTime, step: Step, count: u32) -> Option<NaiveDateTime> {
+    let steps = |n: u32| n.checked_mul(count).map(i64::from);
+    match step {
+        Step::Minutes(n) => t.checked_sub_signed(TimeDelta::minutes(steps(n)?)),
+        Step::Hours(n) => t.checked_sub_signed(TimeDelta::hours(steps(n)?)),
+        Step::Days(n) => t.checked_sub_signed(TimeDelta::days(steps(n)?)),
+        Step::Weeks(n) => t.checked_sub_signed(TimeDelta::weeks(steps(n)?)),
+        Step::Months(n) => t.checked_sub_months(Months::new(n.checked_mul(count)?)),
+        Step::Width(_) => None,
+    }
+}
+
 fn epoch() -> NaiveDateTime {
     NaiveDate::from_ymd_opt(1970, 1, 1)
         .unwrap()
@@ -246,6 +260,38 @@ mod pure_tests {
         Step::Months(3),
         Step::Months(12),
     ];
+
+    #[test]
+    fn retreat_is_the_first_moment_a_runway_reaches_a_boundary() {
+        let boundary = |y, m, d| {
+            NaiveDate::from_ymd_opt(y, m, d)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+        };
+        let cases = [
+            (boundary(2026, 3, 1), Step::Months(1), 4),
+            (boundary(2027, 1, 1), Step::Months(3), 2),
+            (boundary(2025, 3, 1), Step::Months(12), 1),
+            (boundary(2024, 3, 1), Step::Days(1), 7),
+            (boundary(2026, 11, 23), Step::Weeks(1), 3),
+            (boundary(2026, 11, 21), Step::Hours(6), 5),
+            (boundary(2026, 11, 21), Step::Minutes(15), 4),
+        ];
+        for (upper, step, count) in cases {
+            let due = retreat(upper, step, count).unwrap();
+            assert!(
+                advance(due, step, count).unwrap() >= upper,
+                "{step:?} x{count} from {due}"
+            );
+            let just_before = due - TimeDelta::microseconds(1);
+            assert!(
+                advance(just_before, step, count).unwrap() < upper,
+                "{step:?} x{count}"
+            );
+        }
+        assert_eq!(retreat(boundary(2026, 1, 1), Step::Width(10), 1), None);
+    }
 
     #[test]
     fn every_unit_aligns_to_its_calendar_start() {

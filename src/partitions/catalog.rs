@@ -20,6 +20,7 @@ pub struct PartitionSet {
 
 /// A partition, by name and bounds.
 pub struct Partition {
+    pub oid: pg_sys::Oid,
     pub child: Child,
     /// The upper bound as wall-clock time in the partition time zone (time controls only).
     pub upper_wall: Option<NaiveDateTime>,
@@ -228,6 +229,7 @@ impl PartitionSet {
                 continue;
             }
             layout.partitions.push(Partition {
+                oid,
                 child: Child {
                     name,
                     lower: lower.unwrap_or(i64::MIN),
@@ -401,4 +403,49 @@ impl Zone for PgZone {
         .unwrap_or_else(|| bad_zone(&self.0));
         DateTime::from_timestamp_micros(micros).unwrap_or_default()
     }
+}
+
+/// Whether a partition may hold rows, without waiting for any lock: an empty main fork
+/// answers at once; otherwise one row is read. A partition that is locked against readers,
+/// unreadable to the caller, or has sub-partitions counts as possibly holding rows, so the
+/// caller's full check decides.
+pub fn may_have_rows(oid: pg_sys::Oid) -> bool {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: the lock is taken without waiting and released below; the relation is opened only
+    // while locked and checked for existence (try_relation_open returns NULL once dropped).
+    let blocks = unsafe {
+        if !pg_sys::ConditionalLockRelationOid(oid, lock) {
+            return true;
+        }
+        let rel = pg_sys::try_relation_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        if rel.is_null() {
+            pg_sys::UnlockRelationOid(oid, lock);
+            return false;
+        }
+        let has_storage = (*(*rel).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char;
+        let readable = pg_sys::pg_class_aclcheck(
+            oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_SELECT as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK;
+        let blocks = (has_storage && readable).then(|| {
+            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
+        });
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        blocks
+    };
+    let answer = match blocks {
+        None => true,
+        Some(0) => false,
+        Some(_) => {
+            let probe = format!(
+                "SELECT EXISTS (SELECT FROM {})",
+                Relation::from_oid(oid).quoted()
+            );
+            Spi::get_one::<bool>(&probe).or_raise("probing a partition") != Some(false)
+        }
+    };
+    // SAFETY: releases the lock taken above; nothing of the relation is kept.
+    unsafe { pg_sys::UnlockRelationOid(oid, lock) };
+    answer
 }

@@ -20,6 +20,7 @@ use crate::errors::{DboptError, OrRaise};
 use crate::ident::{quote_identifier, quote_literal, quote_qualified_identifier, Relation};
 use pgrx::prelude::*;
 use pgrx::PgRelation;
+use std::time::Instant;
 
 fn refuse(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     DboptError::new(code, message).hint(hint).raise()
@@ -138,6 +139,9 @@ impl Conversion {
             changes = self.changes
         ))
         .or_raise("taking recorded changes");
+        // Without statistics the planner guesses thousands of keys and hashes whole tables; a
+        // few keys replayed under the swap's lock must be index lookups.
+        Spi::run("ANALYZE pg_temp.dbopt_replay_keys").or_raise("measuring the keys to replay");
         Spi::run(&format!(
             "DELETE FROM {} t USING pg_temp.dbopt_replay_keys r WHERE {}",
             self.target.quoted(),
@@ -633,7 +637,8 @@ fn conversion_swap(source: PgRelation) -> Vec<String> {
         &format!("LOCK TABLE {source} IN ACCESS EXCLUSIVE MODE"),
         &source,
     );
-    conversion.replay(None);
+    let locked = Instant::now();
+    let replayed = conversion.replay(None);
 
     let name = conversion.source.name.clone();
     let schema = conversion.source.schema.clone();
@@ -726,7 +731,9 @@ fn conversion_swap(source: PgRelation) -> Vec<String> {
     )
     .or_raise("finishing the conversion");
     vec![format!(
-        "{renamed_target} is now partitioned; the original table is kept as {} until you drop it",
+        "{renamed_target} is now partitioned (swapped in {:.0} ms under lock, {replayed} last \
+         change(s) replayed); the original table is kept as {} until you drop it",
+        locked.elapsed().as_secs_f64() * 1000.0,
         quote_qualified_identifier(&schema, &old_name)
     )]
 }

@@ -9,6 +9,7 @@ use super::{naming, step};
 use crate::errors::{DboptError, OrRaise};
 use crate::gucs;
 use crate::ident::{quote_identifier, Relation};
+use chrono::NaiveDateTime;
 use pgrx::prelude::*;
 use std::time::Instant;
 
@@ -84,6 +85,8 @@ pub struct Workspace {
     owner: Option<String>,
     grants: Vec<String>,
     default_name: Option<String>,
+    /// See [`Template::fresh`].
+    fresh: bool,
 }
 
 impl Workspace {
@@ -93,7 +96,11 @@ impl Workspace {
         let (is_owner, grants) = owner_and_grants(set.rel.oid);
         let owner = (!is_owner).then(|| quote_identifier(&set.owner));
         let default_name = layout.default.as_ref().map(Relation::quoted);
+        let fresh = layout.partitions.is_empty()
+            && layout.default.is_none()
+            && copies_fully_as_partition(set.rel.oid);
         Workspace {
+            fresh,
             parent: set.rel.quoted(),
             base_name: set.rel.name.clone(),
             set,
@@ -113,11 +120,18 @@ impl Workspace {
             owner: self.owner.clone(),
             grants: &self.grants,
             default: self.default_name.as_deref(),
+            fresh: self.fresh,
         }
     }
 
     fn quoted_parent(&self) -> &str {
         &self.parent
+    }
+
+    /// Re-reads the partitions after changing them; returns the set's position.
+    pub fn refresh(&mut self) -> Position {
+        self.layout = self.set.layout(&self.zone);
+        self.set.position(&self.layout, &self.zone)
     }
 
     pub fn zone(&self) -> PgZone {
@@ -317,6 +331,19 @@ impl Workspace {
     }
 }
 
+/// Whether `CREATE TABLE ... PARTITION OF` gives a partition everything `LIKE` would copy:
+/// not column comments or extended statistics.
+fn copies_fully_as_partition(oid: pg_sys::Oid) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_statistic_ext s WHERE s.stxrelid = $1) \
+            AND NOT EXISTS (SELECT FROM pg_catalog.pg_description d WHERE d.objoid = $1 \
+                  AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid > 0)",
+        &[oid.into()],
+    )
+    .or_raise("reading the parent's comments and statistics")
+    .unwrap_or(false)
+}
+
 /// Whether the current role owns the table, and GRANT statements reproducing its ACL on a new
 /// partition (`{table}` stands for the partition).
 pub fn owner_and_grants(oid: pg_sys::Oid) -> (bool, Vec<String>) {
@@ -374,48 +401,66 @@ pub fn execute(action: &Action) -> Done {
     }
 }
 
-/// Writes `dbopt.partition_log` rows for one parent.
+/// One `dbopt.partition_log` row in the making.
+struct Entry {
+    at: f64,
+    action: &'static str,
+    object: Option<String>,
+    statement: Option<String>,
+    duration_ms: Option<f64>,
+    lock_wait_ms: Option<f64>,
+    outcome: &'static str,
+    detail: Option<String>,
+}
+
+/// Collects `dbopt.partition_log` rows for one parent and writes them in one statement: they
+/// share the transaction of the actions they describe, so they land or vanish together anyway.
 pub struct Logbook {
-    pub parent: pg_sys::Oid,
-    pub parent_name: String,
+    parent: pg_sys::Oid,
+    parent_name: String,
+    entries: Vec<Entry>,
 }
 
 impl Logbook {
-    fn write(
-        &self,
-        action: &str,
+    pub fn new(parent: pg_sys::Oid, parent_name: String) -> Logbook {
+        Logbook {
+            parent,
+            parent_name,
+            entries: Vec::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        action: &'static str,
         object: Option<&str>,
         statement: Option<&str>,
         done: Option<&Done>,
-        outcome: &str,
+        outcome: &'static str,
         detail: Option<&str>,
     ) {
-        Spi::run_with_args(
-            "INSERT INTO dbopt.partition_log (parent, parent_name, action, object, statement, \
-                    duration_ms, lock_wait_ms, outcome, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                self.parent.into(),
-                self.parent_name.as_str().into(),
-                action.into(),
-                object.into(),
-                statement.into(),
-                done.map(|d| d.duration_ms).into(),
-                done.map(|d| d.lock_wait_ms).into(),
-                outcome.into(),
-                detail.into(),
-            ],
-        )
-        .or_raise("writing dbopt.partition_log");
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.entries.push(Entry {
+            at,
+            action,
+            object: object.map(str::to_owned),
+            statement: statement.map(str::to_owned),
+            duration_ms: done.map(|d| d.duration_ms),
+            lock_wait_ms: done.map(|d| d.lock_wait_ms),
+            outcome,
+            detail: detail.map(str::to_owned),
+        });
     }
 
     /// Something maintenance declined to do, and why.
-    pub fn report(&self, what: &str) {
-        self.write("report", None, None, None, "reported", Some(what));
+    pub fn report(&mut self, what: &str) {
+        self.add("report", None, None, None, "reported", Some(what));
     }
 
     /// Executes `actions` in order, logging each with its duration and lock wait.
-    pub fn run(&self, actions: &[Action], detail: Option<&str>) {
+    pub fn run(&mut self, actions: &[Action], detail: Option<&str>) {
         for action in actions {
             let done = execute(action);
             let main = action
@@ -423,7 +468,7 @@ impl Logbook {
                 .iter()
                 .find(|s| !s.is_lock() && !s.sql.starts_with("CREATE TABLE"))
                 .map(|s| s.sql.as_str());
-            self.write(
+            self.add(
                 action.step,
                 Some(&action.object),
                 main,
@@ -434,21 +479,172 @@ impl Logbook {
         }
     }
 
-    fn summary(&self, actions: usize, started: Instant) {
+    fn summary(&mut self, actions: usize, started: Instant) {
         let done = Done {
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             lock_wait_ms: 0.0,
         };
         let detail = format!("{actions} action(s)");
-        self.write("maintain", None, None, Some(&done), "ok", Some(&detail));
+        self.add("maintain", None, None, Some(&done), "ok", Some(&detail));
+    }
+
+    pub fn write(self) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let column = |f: fn(&Entry) -> Option<String>| -> Vec<Option<String>> {
+            self.entries.iter().map(f).collect()
+        };
+        let at: Vec<f64> = self.entries.iter().map(|e| e.at).collect();
+        let duration: Vec<Option<f64>> = self.entries.iter().map(|e| e.duration_ms).collect();
+        let lock_wait: Vec<Option<f64>> = self.entries.iter().map(|e| e.lock_wait_ms).collect();
+        Spi::run_with_args(
+            "INSERT INTO dbopt.partition_log (at, parent, parent_name, action, object, statement, \
+                    duration_ms, lock_wait_ms, outcome, detail) \
+             SELECT pg_catalog.to_timestamp(e.at), $1, $2, e.action, e.object, e.statement, \
+                    e.duration_ms, e.lock_wait_ms, e.outcome, e.detail \
+               FROM unnest($3::float8[], $4::text[], $5::text[], $6::text[], \
+                    $7::float8[], $8::float8[], $9::text[], $10::text[]) \
+                 AS e(at, action, object, statement, duration_ms, lock_wait_ms, outcome, detail)",
+            &[
+                self.parent.into(),
+                self.parent_name.as_str().into(),
+                at.into(),
+                column(|e| Some(e.action.to_owned())).into(),
+                column(|e| e.object.clone()).into(),
+                column(|e| e.statement.clone()).into(),
+                duration.into(),
+                lock_wait.into(),
+                column(|e| Some(e.outcome.to_owned())).into(),
+                column(|e| e.detail.clone()).into(),
+            ],
+        )
+        .or_raise("writing dbopt.partition_log");
+    }
+}
+
+/// When a parent next needs maintenance, kept in `dbopt.partition_config` so that
+/// `run_maintenance` passes over a parent with nothing to do after a probe or two
+/// (`dbopt.maintenance_due`), without planning it.
+pub struct Schedule {
+    /// Something is due already: no partition holds the current position, or the default
+    /// partition is missing.
+    due_now: bool,
+    /// Wall-clock time, in the partition time zone, from which the runway needs a partition.
+    runway_from: Option<NaiveDateTime>,
+    /// The upper bound (wall clock) of the partition retention removes next, and `keep`: it is
+    /// due `keep` after that bound.
+    retention: Option<(NaiveDateTime, String)>,
+    /// Partitions whose first row makes maintenance due: the default partition, and for integer
+    /// controls, whose position moves with the data, those the runway or retention waits for.
+    watch: Vec<pg_sys::Oid>,
+}
+
+impl Schedule {
+    pub fn of(
+        ws: &Workspace,
+        position: Position,
+        premake: i32,
+        with_default: bool,
+        keep: Option<&str>,
+    ) -> Schedule {
+        let mut schedule = Schedule {
+            due_now: with_default && ws.layout.default.is_none(),
+            runway_from: None,
+            retention: None,
+            watch: ws.layout.default.iter().map(|d| d.oid).collect(),
+        };
+        let premake = premake.max(1) as u32;
+        let children = ws.children();
+        let covered = plan::range_holding(ws.set.control_type, ws.step, position, &ws.zone())
+            .and_then(|current| plan::covered_until(&children, current.lower.key()));
+        // Integer controls: the lowest partition lower bound whose first row makes work.
+        let mut int_threshold: Option<i64> = None;
+        match (covered, position) {
+            (None, _) => schedule.due_now = true,
+            (Some(i64::MAX), _) => {}
+            (Some(end), Position::Time(_)) => {
+                let end_wall = ws
+                    .layout
+                    .partitions
+                    .iter()
+                    .find(|p| p.child.upper == end)
+                    .and_then(|p| p.upper_wall);
+                match end_wall.and_then(|w| plan::behind(Position::Time(w), ws.step, premake)) {
+                    Some(Position::Time(from)) => schedule.runway_from = Some(from),
+                    _ => schedule.due_now = true,
+                }
+            }
+            (Some(end), Position::Int(_)) => {
+                match plan::behind(Position::Int(end), ws.step, premake) {
+                    Some(Position::Int(threshold)) => int_threshold = Some(threshold),
+                    _ => schedule.due_now = true,
+                }
+            }
+        }
+        let oldest = ws
+            .layout
+            .partitions
+            .iter()
+            .filter(|p| p.child.upper != i64::MAX)
+            .min_by_key(|p| p.child.upper);
+        if let (Some(keep), Some(oldest)) = (keep, oldest) {
+            match position {
+                Position::Time(_) => {
+                    schedule.retention = oldest.upper_wall.map(|wall| (wall, keep.to_owned()))
+                }
+                Position::Int(_) => {
+                    if let Ok(keep) = keep.trim().parse::<i64>() {
+                        let threshold = oldest.child.upper.saturating_add(keep);
+                        int_threshold = Some(int_threshold.map_or(threshold, |t| t.min(threshold)));
+                    }
+                }
+            }
+        }
+        if let Some(threshold) = int_threshold {
+            schedule.watch.extend(
+                ws.layout
+                    .partitions
+                    .iter()
+                    .filter(|p| p.child.lower >= threshold)
+                    .map(|p| p.oid),
+            );
+        }
+        schedule
+    }
+
+    pub fn store(&self, parent: pg_sys::Oid, zone: &str) {
+        let wall = |t: &NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        Spi::run_with_args(
+            "UPDATE dbopt.partition_config c \
+                SET checked_at = pg_catalog.clock_timestamp(), checked_zone = $2, \
+                    due_at = CASE WHEN $3 THEN '-infinity'::timestamptz ELSE \
+                             coalesce(LEAST(pg_catalog.timezone($2, $4::timestamp), \
+                                            pg_catalog.timezone($2, $5::timestamp + $6::interval)), \
+                                      'infinity') END, \
+                    watch = $7::oid[]::regclass[], \
+                    fingerprint = dbopt.partition_fingerprint(c.parent) \
+              WHERE c.parent = $1",
+            &[
+                parent.into(),
+                zone.into(),
+                self.due_now.into(),
+                self.runway_from.as_ref().map(wall).into(),
+                self.retention.as_ref().map(|(t, _)| wall(t)).into(),
+                self.retention.as_ref().map(|(_, keep)| keep.as_str()).into(),
+                self.watch.clone().into(),
+            ],
+        )
+        .or_raise("recording when the partition set is next due");
     }
 }
 
 /// Everything maintenance would do for one registered parent, and what it only reports.
 pub struct MaintenancePlan {
-    pub parent_name: String,
     pub actions: Vec<Action>,
     pub reports: Vec<String>,
+    pub ws: Workspace,
+    pub position: Position,
 }
 
 pub fn plan_maintenance(config: &Config) -> MaintenancePlan {
@@ -500,9 +696,10 @@ pub fn plan_maintenance(config: &Config) -> MaintenancePlan {
         actions.extend(ws.default_partition());
     }
     MaintenancePlan {
-        parent_name: ws.set.rel.quoted(),
         actions,
         reports,
+        ws,
+        position,
     }
 }
 
@@ -515,19 +712,35 @@ fn newest_upper(ws: &Workspace) -> Option<Position> {
         .and_then(|p| p.upper_wall.map(Position::Time))
 }
 
-/// Carries out maintenance for one parent in the current transaction and logs each action.
-/// Returns the number of actions taken.
+/// Carries out maintenance for one parent in the current transaction, logs each action and
+/// records when the parent is next due. Returns the number of actions taken.
 pub fn maintain(config: &Config) -> i64 {
     let started = Instant::now();
-    let plan = plan_maintenance(config);
-    let logbook = Logbook {
-        parent: config.parent,
-        parent_name: plan.parent_name.clone(),
-    };
-    for report in &plan.reports {
+    let MaintenancePlan {
+        actions,
+        reports,
+        mut ws,
+        position,
+    } = plan_maintenance(config);
+    let mut logbook = Logbook::new(config.parent, ws.set.rel.quoted());
+    for report in &reports {
         logbook.report(report);
     }
-    logbook.run(&plan.actions, None);
-    logbook.summary(plan.actions.len(), started);
-    plan.actions.len() as i64
+    logbook.run(&actions, None);
+    logbook.summary(actions.len(), started);
+    logbook.write();
+    let position = if actions.is_empty() {
+        position
+    } else {
+        ws.refresh()
+    };
+    Schedule::of(
+        &ws,
+        position,
+        config.premake,
+        config.with_default,
+        config.retention_keep.as_deref(),
+    )
+    .store(config.parent, &ws.zone);
+    actions.len() as i64
 }

@@ -183,11 +183,13 @@ pub fn create_for(
         future_limit,
         max_per_run,
     );
-    let logbook = maintain::Logbook {
-        parent: ws.set.rel.oid,
-        parent_name: ws.set.rel.quoted(),
-    };
+    let mut logbook = maintain::Logbook::new(ws.set.rel.oid, ws.set.rel.quoted());
     logbook.run(&actions, Some("create_partitions"));
+    logbook.write();
+    let position = ws.refresh();
+    let keep = existing.and_then(|config| config.retention_keep);
+    maintain::Schedule::of(&ws, position, premake, with_default, keep.as_deref())
+        .store(ws.set.rel.oid, &ws.zone);
     actions.into_iter().map(|a| a.object).collect()
 }
 
@@ -230,6 +232,14 @@ fn maintain_partitions(parent: PgRelation) -> i64 {
     drop(parent);
     PartitionSet::inspect(config.parent, &config.control).require_ddl_privileges();
     maintain::maintain(&config)
+}
+
+/// Whether a partition may hold rows, answered without waiting for locks: what
+/// `dbopt.maintenance_due` asks of the partitions a parent's schedule watches.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn may_have_rows(partition: pg_sys::Oid) -> bool {
+    catalog::may_have_rows(partition)
 }
 
 /// What `run_maintenance` would do, statement by statement, with the lock each takes;

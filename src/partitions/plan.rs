@@ -58,6 +58,19 @@ pub fn ahead(position: Position, step: Step, count: u32) -> Option<Position> {
     }
 }
 
+/// The earliest position from which [`ahead`] by `count` intervals reaches `boundary` (an
+/// aligned bound): when a runway of `count` intervals first needs the range starting there.
+pub fn behind(boundary: Position, step: Step, count: u32) -> Option<Position> {
+    match (boundary, step) {
+        (Position::Int(v), Step::Width(width)) => width
+            .checked_mul(i64::from(count))
+            .and_then(|d| v.checked_sub(d))
+            .map(Position::Int),
+        (Position::Time(t), _) => boundaries::retreat(t, step, count).map(Position::Time),
+        _ => None,
+    }
+}
+
 pub fn overlaps(range: &Range, child: &Child) -> bool {
     range.lower.key() < child.upper && child.lower < range.upper.key()
 }
@@ -144,6 +157,22 @@ mod pure_tests {
             lower: range.lower.key(),
             upper: range.upper.key(),
         }
+    }
+
+    #[test]
+    fn behind_mirrors_ahead_for_integer_widths() {
+        assert_eq!(
+            behind(Position::Int(1000), Step::Width(100), 4),
+            Some(Position::Int(600))
+        );
+        assert_eq!(
+            ahead(Position::Int(600), Step::Width(100), 4),
+            Some(Position::Int(1000))
+        );
+        assert_eq!(
+            behind(Position::Int(i64::MIN + 5), Step::Width(10), 1),
+            None
+        );
     }
 
     #[test]

@@ -109,10 +109,8 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM dbopt.partition_config"), 1);
     }
 
-    #[pg_test]
-    fn a_dry_run_lists_ddl_and_changes_nothing() {
-        odd_parent();
-        let ddl: Vec<String> = create_partitions(
+    fn dry_run_weekly() -> Vec<String> {
+        create_partitions(
             rel(ODD),
             "Created At",
             "1 week",
@@ -123,8 +121,25 @@ mod tests {
             None,
             24,
         )
-        .collect();
-        assert!(ddl.iter().any(|s| s.starts_with("CREATE TABLE")));
+        .collect()
+    }
+
+    #[pg_test]
+    fn a_dry_run_lists_ddl_and_changes_nothing() {
+        odd_parent();
+        let ddl = dry_run_weekly();
+        // A parent without partitions holds no rows: its partitions are made as partitions.
+        assert!(ddl
+            .iter()
+            .any(|s| s.contains("PARTITION OF") && s.ends_with("DEFAULT")));
+        assert!(!ddl.iter().any(|s| s.contains("ATTACH")));
+        // PARTITION OF would drop column comments, so LIKE and ATTACH make them instead.
+        Spi::run(&format!(
+            r#"COMMENT ON COLUMN {ODD}."Created At" IS 'when'"#
+        ))
+        .unwrap();
+        let ddl = dry_run_weekly();
+        assert!(ddl.iter().any(|s| s.contains("(LIKE ")));
         assert!(ddl
             .iter()
             .any(|s| s.contains("ATTACH PARTITION") && s.ends_with("DEFAULT")));
@@ -268,6 +283,126 @@ mod tests {
             count("SELECT count(*) FROM pg_class WHERE relnamespace = 'old_parts'::regnamespace")
                 >= 7
         );
+    }
+
+    fn due(parent: &str) -> String {
+        strings(&format!(
+            "SELECT format('%s: %s', due::text, reason) FROM dbopt.maintenance_due('{parent}')"
+        ))
+        .concat()
+    }
+
+    /// Runs `ddl` with boundaries computed in UTC, as the expected due times are.
+    fn in_utc(ddl: &str) {
+        Spi::run(&format!("SET dbopt.partition_timezone = 'UTC'; {ddl}")).unwrap();
+    }
+
+    #[pg_test]
+    fn a_set_is_due_when_the_clock_reaches_its_runway_and_not_before() {
+        in_utc("CREATE TABLE clocked (at timestamptz NOT NULL) PARTITION BY RANGE (at)");
+        create("clocked", "at", "1 day", None);
+        // Partitions run through today + 4 days, so the runway needs another one at midnight.
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM dbopt.partition_config WHERE parent = 'clocked'::regclass \
+                   AND due_at = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' \
+                                + interval '1 day'"
+            ),
+            1
+        );
+        assert!(due("clocked").starts_with("false: nothing to do before"));
+
+        Spi::run("UPDATE dbopt.partition_config SET due_at = now() - interval '1 second'").unwrap();
+        assert_eq!(due("clocked"), "true: runway or retention due");
+        Spi::run("UPDATE dbopt.partition_config SET premake = 5").unwrap();
+        assert_eq!(
+            due("clocked"),
+            "true: not checked since it was registered or reconfigured"
+        );
+        maintain::maintain(&Config::require(oid("clocked")));
+        assert!(due("clocked").starts_with("false"));
+
+        Spi::run("SET dbopt.partition_timezone = 'Asia/Tokyo'").unwrap();
+        assert_eq!(due("clocked"), "true: dbopt.partition_timezone changed");
+        Spi::run("RESET dbopt.partition_timezone").unwrap();
+
+        Spi::run("INSERT INTO clocked VALUES (now() - interval '1 year')").unwrap();
+        assert_eq!(
+            due("clocked"),
+            "true: rows to act on in public.clocked_default"
+        );
+        Spi::run("TRUNCATE clocked_default").unwrap();
+        assert!(due("clocked").starts_with("false"));
+
+        let newest = strings(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+              WHERE i.inhparent = 'clocked'::regclass AND c.relname <> 'clocked_default' \
+              ORDER BY 1 DESC LIMIT 1",
+        );
+        Spi::run(&format!(
+            "ALTER TABLE clocked DETACH PARTITION {}",
+            newest[0]
+        ))
+        .unwrap();
+        assert_eq!(
+            due("clocked"),
+            "true: partitions changed since the last check"
+        );
+    }
+
+    #[pg_test]
+    fn retention_is_due_keep_after_the_oldest_partition_ends() {
+        in_utc("CREATE TABLE kept (d date NOT NULL) PARTITION BY RANGE (d)");
+        let start = strings("SELECT (current_date - 10)::text");
+        // Made 10 days ahead, kept 4 ahead: the runway is not due for a week, so the due time
+        // recorded is retention's.
+        create_partitions(
+            rel("kept"),
+            "d",
+            "1 day",
+            10,
+            Some(&start[0]),
+            true,
+            false,
+            None,
+            24,
+        )
+        .for_each(drop);
+        Spi::run("UPDATE dbopt.partition_config SET premake = 4").unwrap();
+        set_retention(rel("kept"), Some("2 days"), "drop", None);
+        assert!(due("kept").starts_with("true: not checked"));
+        maintain::maintain(&Config::require(oid("kept")));
+        // Daily partitions are named kept_pYYYYMMDD; the oldest left ends a day after its name
+        // and retention removes it 2 days after that.
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM dbopt.partition_config c \
+                  WHERE c.parent = 'kept'::regclass AND c.due_at = ( \
+                        SELECT (to_date(substr(min(p.relname), 7), 'YYYYMMDD') + 3)::timestamp \
+                               AT TIME ZONE 'UTC' \
+                          FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid \
+                         WHERE i.inhparent = 'kept'::regclass AND p.relname <> 'kept_default')"
+            ),
+            1
+        );
+        assert!(due("kept").starts_with("false"));
+    }
+
+    #[pg_test]
+    fn an_integer_set_is_due_once_rows_reach_its_runway() {
+        Spi::run("CREATE TABLE counted (id bigint NOT NULL) PARTITION BY RANGE (id)").unwrap();
+        create("counted", "id", "100000", Some("250000"));
+        assert_eq!(due("counted"), "false: nothing to do until rows arrive");
+        Spi::run("INSERT INTO counted VALUES (250001)").unwrap();
+        assert_eq!(due("counted"), "false: nothing to do until rows arrive");
+        Spi::run("INSERT INTO counted VALUES (350000)").unwrap();
+        assert_eq!(
+            due("counted"),
+            "true: rows to act on in public.counted_p300000"
+        );
+        assert_eq!(maintain::maintain(&Config::require(oid("counted"))), 1);
+        assert_eq!(partitions_of("counted"), 7);
+        assert!(due("counted").starts_with("false"));
     }
 
     #[pg_test]
@@ -595,7 +730,10 @@ mod tests {
             0
         );
         assert_eq!(
-            count("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"),
+            count(
+                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                  WHERE NOT t.tgisinternal AND c.relnamespace <> 'dbopt'::regnamespace"
+            ),
             0
         );
         assert_eq!(count("SELECT count(*) FROM dbopt.partition_conversion"), 0);
