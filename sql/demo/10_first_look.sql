@@ -35,11 +35,5 @@ SELECT round(100.0 * sum(n) FILTER (WHERE rank <= 10) / sum(n), 1) AS pct_of_ord
 
 \echo '== Seed 001 A1: top 10 users by completed spending in the last 30 days (timed)'
 \timing on
-SELECT u.id, u.username, COUNT(o.id) AS total_orders, COALESCE(SUM(o.total_amount), 0) AS total_spent
-  FROM dbopt_demo.users u
-  JOIN dbopt_demo.orders o ON o.user_id = u.id
- WHERE o.created_at >= NOW() - INTERVAL '30 days' AND o.status = 'completed'
- GROUP BY u.id, u.username
- ORDER BY total_spent DESC
- LIMIT 10;
+\ir seed001_a1.sql
 \timing off

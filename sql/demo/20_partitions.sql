@@ -32,11 +32,5 @@ SELECT * FROM dbopt.partition_health WHERE parent = 'dbopt_demo.orders'::regclas
 
 \echo '== Seed 001 A1 again, now with partition pruning on created_at (timed)'
 \timing on
-SELECT u.id, u.username, COUNT(o.id) AS total_orders, COALESCE(SUM(o.total_amount), 0) AS total_spent
-  FROM dbopt_demo.users u
-  JOIN dbopt_demo.orders o ON o.user_id = u.id
- WHERE o.created_at >= NOW() - INTERVAL '30 days' AND o.status = 'completed'
- GROUP BY u.id, u.username
- ORDER BY total_spent DESC
- LIMIT 10;
+\ir seed001_a1.sql
 \timing off
