@@ -6,7 +6,6 @@ use crate::errors::{DboptError, OrRaise};
 use crate::gucs;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
-use std::ffi::CString;
 
 /// Runs one DDL statement with `lock_timeout` set to `dbopt.lock_timeout`, then restores the
 /// caller's `lock_timeout`. `object` names what the statement changes; a lock timeout is
@@ -42,23 +41,9 @@ pub fn current_lock_timeout_ms() -> i32 {
     unsafe { pg_sys::LockTimeout }
 }
 
-/// Sets `lock_timeout` until the end of the current transaction (or subtransaction). Called
-/// around every DDL statement, so it goes straight to the GUC machinery rather than through SPI.
+/// Sets `lock_timeout` until the end of the current transaction (or subtransaction).
 fn set_local_lock_timeout(ms: i32) {
-    let value = CString::new(ms.to_string()).expect("digits contain no NUL");
-    // SAFETY: both strings outlive the call; errors are raised with ereport (ERROR level).
-    unsafe {
-        pg_sys::set_config_option(
-            c"lock_timeout".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
-            true,
-            pg_sys::PGERROR as i32,
-            false,
-        );
-    }
+    gucs::set_local(c"lock_timeout", &ms.to_string());
 }
 
 #[cfg(any(test, feature = "pg_test"))]

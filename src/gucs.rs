@@ -12,6 +12,10 @@ pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static PARTITION_TIMEZONE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
+/// On while dbopt moves rows to or from an archive, so triggers can tell an archive move from a
+/// real delete or insert. dbopt sets it for the move's transaction only.
+pub static ARCHIVING: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn register() {
     GucRegistry::define_int_guc(
         c"dbopt.lock_timeout",
@@ -33,12 +37,65 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"dbopt.archiving",
+        c"On while dbopt.archive or dbopt.unarchive is moving rows.",
+        c"Read it in triggers (current_setting('dbopt.archiving')) to tell rows moved to or from \
+          an archive apart from real deletes and inserts.",
+        &ARCHIVING,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // Makes a misspelt `SET dbopt.lock_timout` an error instead of a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"dbopt".as_ptr()) };
 }
 
 pub fn lock_timeout_ms() -> i32 {
     LOCK_TIMEOUT_MS.get()
+}
+
+/// Sets a setting until the end of the current transaction (or subtransaction), straight
+/// through the GUC machinery: cheaper than SPI for settings changed around every statement.
+pub fn set_local(name: &std::ffi::CStr, value: &str) {
+    let value = CString::new(value).expect("setting values contain no NUL");
+    // SAFETY: both strings outlive the call; errors are raised with ereport (ERROR level).
+    unsafe {
+        pgrx::pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pgrx::pg_sys::GucContext::PGC_USERSET,
+            pgrx::pg_sys::GucSource::PGC_S_SESSION,
+            pgrx::pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            pgrx::pg_sys::PGERROR as i32,
+            false,
+        );
+    }
+}
+
+/// Runs `f` with `settings` applied (as [`set_local`]), then puts back the values they had.
+/// On error the transaction (or subtransaction) ends, which undoes them anyway.
+pub fn with_local<T>(settings: &[(&std::ffi::CStr, &str)], f: impl FnOnce() -> T) -> T {
+    let previous: Vec<String> = settings
+        .iter()
+        .map(|(name, _)| {
+            // SAFETY: GetConfigOption returns a pointer into the GUC's current value (or raises
+            // for an unknown name), copied before anything can change it.
+            unsafe {
+                std::ffi::CStr::from_ptr(pgrx::pg_sys::GetConfigOption(name.as_ptr(), false, false))
+            }
+            .to_string_lossy()
+            .into_owned()
+        })
+        .collect();
+    for (name, value) in settings {
+        set_local(name, value);
+    }
+    let result = f();
+    for ((name, _), value) in settings.iter().zip(&previous) {
+        set_local(name, value);
+    }
+    result
 }
 
 pub fn partition_timezone() -> String {
