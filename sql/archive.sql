@@ -17,6 +17,9 @@ CREATE TABLE @extschema@.archive_runs (
     batch_size integer NOT NULL,
     -- The caller's search_path: the filter and the source's triggers are evaluated in it.
     search_path text,
+    -- The plan: each table to move rows from, and how ('batch' or 'attach').
+    targets regclass[],
+    actions text[],
     started timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished timestamptz,
     last_batch_at timestamptz,
@@ -148,8 +151,10 @@ END
 $$;
 
 -- Runs a started run to its end, committing after every step: the loop shared by archive and
--- unarchive. A table's rows move in batches ('batch'); a partition lying wholly before the
--- cutoff moves by DETACH and ATTACH ('fence', 'validate', 'swap': three short transactions).
+-- unarchive. archive_begin planned the tables: 'batch' moves a table's rows in batches; 'attach'
+-- moves a partition lying wholly before the cutoff by DETACH and ATTACH, in three short
+-- transactions ('fence', 'validate', 'swap'). Everything but COMMIT runs inside the exception
+-- block, so an error or a cancel anywhere is recorded and releases the source.
 CREATE PROCEDURE @extschema@.archive_move(run bigint, max_runtime interval, pause interval)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -163,6 +168,7 @@ DECLARE
     passes integer;
     from_start boolean;
     lock_attempts integer;
+    nap double precision := 0;
     began timestamptz := clock_timestamp();
     out_of_time boolean := false;
     state text;
@@ -171,11 +177,8 @@ DECLARE
     hint text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    SELECT array_agg(t.target ORDER BY t.ord), array_agg(t.action ORDER BY t.ord)
-      INTO targets, actions
-      FROM @extschema@.archive_targets(run) t;
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    SELECT r.targets, r.actions INTO targets, actions
+      FROM @extschema@.archive_runs r WHERE r.id = run;
     FOR i IN 1 .. coalesce(array_length(targets, 1), 0) LOOP
         step := CASE actions[i] WHEN 'attach' THEN 'fence' ELSE 'batch' END;
         position := NULL;
@@ -186,19 +189,26 @@ BEGIN
             state := NULL;
             from_start := position IS NULL;
             BEGIN
+                IF nap > 0 THEN
+                    PERFORM pg_sleep(nap);
+                END IF;
                 SELECT s.moved, s.next_position INTO moved, position
                   FROM @extschema@.archive_step(run, targets[i], step, position) s;
+                IF step = 'batch' AND moved = 0 AND from_start THEN
+                    left_over := @extschema@.archive_remaining(run, targets[i]);
+                END IF;
             EXCEPTION WHEN OTHERS OR query_canceled THEN
                 GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                                         detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
             END;
+            nap := 0;
             IF state = '55P03' AND step = 'fence' THEN
                 RAISE NOTICE 'dbopt.archive: % is busy; moving its rows in batches instead', targets[i];
                 step := 'batch';
                 CONTINUE;
-            ELSIF state = '55P03' AND step = 'swap' AND lock_attempts < 3 THEN
+            ELSIF state = '55P03' AND step IN ('swap', 'batch') AND lock_attempts < 3 THEN
                 lock_attempts := lock_attempts + 1;
-                PERFORM pg_sleep(0.2 * 2 ^ lock_attempts);
+                nap := 0.2 * 2 ^ lock_attempts;
                 CONTINUE;
             ELSIF state IS NOT NULL THEN
                 PERFORM @extschema@.archive_end(run,
@@ -219,20 +229,18 @@ BEGIN
             END IF;
             EXIT WHEN step = 'swap';
             -- Passes over the table until one from its start finds nothing: a row updated
-            -- behind the position, or locked when passed, is met by a later pass.
+            -- behind the position, or locked when passed, is met by a later pass. Rows other
+            -- sessions keep locked are retried a few times, then left for the next run.
             IF moved = 0 AND from_start THEN
-                left_over := @extschema@.archive_remaining(run, targets[i]);
                 EXIT WHEN left_over = 0 OR passes >= 3;
-                -- Rows other sessions hold are retried a few times, then left for the next run.
                 passes := passes + 1;
-                PERFORM pg_sleep(0.1 * passes);
+                nap := 0.1 * passes;
+            ELSIF pause > interval '0' THEN
+                nap := extract(epoch FROM pause);
             END IF;
             IF max_runtime IS NOT NULL AND clock_timestamp() - began >= max_runtime THEN
                 out_of_time := true;
                 EXIT;
-            END IF;
-            IF pause > interval '0' THEN
-                PERFORM pg_sleep(extract(epoch FROM pause));
             END IF;
         END LOOP;
         IF left_over > 0 THEN

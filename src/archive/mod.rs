@@ -212,7 +212,7 @@ fn archive_begin(
         &[source.oid.into()],
     )
     .or_raise("closing interrupted runs");
-    Spi::get_one_with_args::<i64>(
+    let run = Spi::get_one_with_args::<i64>(
         &"INSERT INTO @extschema@.archive_runs
              (direction, source, source_name, archive, archive_name, time_column, cutoff, filter,
               batch_size, search_path)
@@ -236,7 +236,9 @@ fn archive_begin(
         ],
     )
     .or_raise("recording the run")
-    .expect("INSERT … RETURNING returns the row")
+    .expect("INSERT … RETURNING returns the row");
+    plan_targets(run);
+    run
 }
 
 /// Runs `f` with the caller's search_path, for the SQL that evaluates the caller's filter and
@@ -544,22 +546,11 @@ impl Run {
     }
 }
 
-/// What a run does, table by table: `batch` moves a table's rows in batches, `attach` moves a
-/// partition lying wholly before the cutoff by DETACH and ATTACH. Creates the archive partitions
-/// that batched rows of a partitioned source need.
-#[pg_extern]
-#[search_path(pg_catalog, pg_temp)]
-fn archive_targets(
-    run: i64,
-) -> TableIterator<
-    'static,
-    (
-        name!(ord, i32),
-        name!(target, pg_sys::Oid),
-        name!(action, String),
-    ),
-> {
-    let run = Run::load(run);
+/// Records what a run does, table by table: `batch` moves a table's rows in batches, `attach`
+/// moves a partition lying wholly before the cutoff by DETACH and ATTACH. Creates the archive
+/// partitions that batched rows of a partitioned source need.
+fn plan_targets(id: i64) {
+    let run = Run::load(id);
     let moved_from = match run.direction {
         Direction::Archive => &run.source,
         Direction::Unarchive => &run.archive,
@@ -616,12 +607,14 @@ fn archive_targets(
             targets.push((partition.oid, "batch"));
         }
     }
-    TableIterator::new(
-        targets
-            .into_iter()
-            .enumerate()
-            .map(|(i, (oid, action))| (i as i32 + 1, oid, action.to_owned())),
+    let (oids, actions): (Vec<pg_sys::Oid>, Vec<&str>) = targets.into_iter().unzip();
+    Spi::run_with_args(
+        &"UPDATE @extschema@.archive_runs SET targets = $2::oid[]::regclass[], actions = $3
+           WHERE id = $1"
+            .replace("@extschema@", &extschema()),
+        &[id.into(), oids.into(), actions.into()],
     )
+    .or_raise("recording the run's plan");
 }
 
 /// Whether the current user may DETACH and ATTACH partitions of `rel` (its owner's rights).
@@ -944,7 +937,6 @@ extension_sql_file!(
     name = "archive",
     requires = [
         archive_begin,
-        archive_targets,
         archive_step,
         archive_remaining,
         history_view_create

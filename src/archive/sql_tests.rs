@@ -80,7 +80,9 @@ mod tests {
         let targets = Spi::connect(|client| {
             client
                 .select(
-                    "SELECT target::oid, action FROM dbopt.archive_targets($1) ORDER BY ord",
+                    "SELECT t.target::oid, t.action
+                   FROM dbopt.archive_runs r, unnest(r.targets, r.actions) AS t(target, action)
+                  WHERE r.id = $1",
                     None,
                     &[run.into()],
                 )?
