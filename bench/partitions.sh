@@ -36,13 +36,7 @@ URL="$(throwaway_server_url "$DIR" "$PORT" "$DB")"
 PGBENCH="$("$PG_CONFIG" --bindir)/pgbench"
 
 sql() { psql "$URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
-# Tests and other builds install into the same $libdir, rewriting dbopt.so in place, which kills
-# any backend that has it mapped (SIGBUS) in the middle of a measurement. This server loads a
-# copy taken now instead: module_pathname is 'dbopt', so dynamic_library_path picks the file.
-mkdir -p "$DIR/lib"
-cp "$("$PG_CONFIG" --pkglibdir)/dbopt.so" "$DIR/lib/"
-sql -c "ALTER SYSTEM SET dynamic_library_path = '$DIR/lib:\$libdir'" -c "SELECT pg_reload_conf()" >/dev/null
-until [ "$(sql -At -c 'SHOW dynamic_library_path')" = "$DIR/lib:\$libdir" ]; do sleep 0.1; done
+pin_dbopt_library "$DIR" "$URL"
 sql -c "CREATE EXTENSION dbopt; CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman"
 
 # Milliseconds each of RUNS executions of SQL took, one per line, all in one session after

@@ -104,6 +104,21 @@ stop_throwaway_server() {
   fi
 }
 
+# Makes the throwaway server in DIR (reached at URL) load a copy of dbopt.so taken now. Tests and
+# other builds install into the same $libdir, rewriting dbopt.so in place, which kills any backend
+# that has it mapped (SIGBUS) in the middle of a measurement. module_pathname is 'dbopt', so
+# dynamic_library_path picks the copy.
+pin_dbopt_library() {
+  local dir="$1" url="$2"
+  mkdir -p "$dir/lib"
+  cp "$("$PG_CONFIG" --pkglibdir)/dbopt.so" "$dir/lib/"
+  psql "$url" -X -q -c "ALTER SYSTEM SET dynamic_library_path = '$dir/lib:\$libdir'" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+  until [ "$(psql "$url" -X -At -c 'SHOW dynamic_library_path')" = "$dir/lib:\$libdir" ]; do
+    sleep 0.1
+  done
+}
+
 throwaway_server_url() {
   echo "postgresql://postgres@/$3?host=$1&port=$2"
 }

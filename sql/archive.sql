@@ -256,6 +256,34 @@ BEGIN
 END
 $$;
 
+-- Starts a run once the source's lock is held (releasing it if the start fails), then runs it.
+-- callers_path is the search_path of the CALL, taken before anything pinned it.
+CREATE PROCEDURE @extschema@.archive_run(
+    direction text, callers_path text, source regclass, archive_table text, filter text,
+    batch_size integer, time_column text, older_than interval, max_runtime interval,
+    pause interval
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    run bigint;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF NOT @extschema@.archive_lock(source, direction, batch_size) THEN
+        RETURN;
+    END IF;
+    BEGIN
+        run := @extschema@.archive_begin(direction, callers_path, source, archive_table, filter,
+                                         batch_size, time_column, older_than, max_runtime, pause);
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM pg_catalog.pg_advisory_unlock(@extschema@.archive_lock_key(source));
+        RAISE;
+    END;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    CALL @extschema@.archive_move(run, max_runtime, pause);
+END
+$$;
+
 -- Moves source's rows older than older_than (and matching filter) into archive_table, in
 -- committed batches of batch_size rows, each one statement that deletes and inserts the same
 -- rows. Safe to re-run at any time: it continues where a crashed or cancelled run stopped.
@@ -271,23 +299,12 @@ CREATE PROCEDURE @extschema@.archive(
 )
 LANGUAGE plpgsql AS $$
 DECLARE
-    run bigint;
     callers_path text := pg_catalog.current_setting('search_path');
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF NOT @extschema@.archive_lock(source, 'archive', batch_size) THEN
-        RETURN;
-    END IF;
-    BEGIN
-        run := @extschema@.archive_begin('archive', callers_path, source, archive_table, filter, batch_size,
-                                         time_column, older_than, max_runtime, pause);
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        PERFORM pg_catalog.pg_advisory_unlock(@extschema@.archive_lock_key(source));
-        RAISE;
-    END;
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    CALL @extschema@.archive_move(run, max_runtime, pause);
+    CALL @extschema@.archive_run('archive', callers_path, source,
+                                 archive_table, filter, batch_size, time_column, older_than,
+                                 max_runtime, pause);
 END
 $$;
 
@@ -302,22 +319,11 @@ CREATE PROCEDURE @extschema@.unarchive(
 )
 LANGUAGE plpgsql AS $$
 DECLARE
-    run bigint;
     callers_path text := pg_catalog.current_setting('search_path');
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF NOT @extschema@.archive_lock(source, 'unarchive', batch_size) THEN
-        RETURN;
-    END IF;
-    BEGIN
-        run := @extschema@.archive_begin('unarchive', callers_path, source, archive_table, filter, batch_size,
-                                         NULL, NULL, max_runtime, pause);
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        PERFORM pg_catalog.pg_advisory_unlock(@extschema@.archive_lock_key(source));
-        RAISE;
-    END;
-    COMMIT;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    CALL @extschema@.archive_move(run, max_runtime, pause);
+    CALL @extschema@.archive_run('unarchive', callers_path, source,
+                                 archive_table, filter, batch_size, NULL, NULL, max_runtime,
+                                 pause);
 END
 $$;

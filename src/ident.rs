@@ -122,6 +122,23 @@ impl Relation {
     }
 }
 
+/// The rows of a catalog query about one relation (`$1`) that returns two text columns, such
+/// as (column, type) or (column, sequence).
+pub fn text_pairs(query: &str, oid: pg_sys::Oid, doing: &str) -> Vec<(String, String)> {
+    Spi::connect(|client| {
+        client
+            .select(query, None, &[oid.into()])?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .or_raise(doing)
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {

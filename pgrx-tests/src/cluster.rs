@@ -214,9 +214,8 @@ impl Cluster {
     }
 
     /// SIGKILLs one backend. The postmaster then ends every session and runs crash recovery,
-    /// exactly as when a backend dies mid-operation in production.
-    /// SIGKILLs a backend and returns once the postmaster has reset every session for crash
-    /// recovery: before that, a new connection may still succeed and then be cut.
+    /// exactly as when a backend dies mid-operation in production. Returns once the postmaster
+    /// has reset every session: before that, a new connection may still succeed and then be cut.
     pub fn kill_backend(&self, pid: i32) {
         assert!(
             children_of(self.postmaster_pid().unwrap()).contains(&pid),

@@ -2,7 +2,7 @@
 //! and the checks on what the caller passed.
 
 use crate::errors::{DboptError, OrRaise};
-use crate::ident::{quote_identifier, Relation};
+use crate::ident::{quote_identifier, text_pairs, Relation};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::{is_a, PgList};
@@ -52,24 +52,13 @@ pub fn key_columns(oid: pg_sys::Oid) -> Option<Vec<String>> {
 
 /// (name, type) of each column, in order.
 pub fn columns(oid: pg_sys::Oid) -> Vec<(String, String)> {
-    Spi::connect(|client| {
-        client
-            .select(
-                "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod)
-                   FROM pg_catalog.pg_attribute
-                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                None,
-                &[oid.into()],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })
-    .or_raise("listing columns")
+    text_pairs(
+        "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod)
+           FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        oid,
+        "listing columns",
+    )
 }
 
 /// All columns, quoted and comma-separated (generated ones included: the archive keeps their

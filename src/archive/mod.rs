@@ -368,23 +368,7 @@ fn check_archive(source: &Relation, archive: &Relation, key: &[String]) {
     if archive.oid == source.oid {
         invalid(format!("{} cannot be its own archive", source.quoted())).raise()
     }
-    let problems = plan::archive_mismatches(
-        &catalog::columns(source.oid),
-        &catalog::columns(archive.oid),
-    );
-    if !problems.is_empty() {
-        DboptError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
-            format!(
-                "{} does not match {}: it cannot be its archive",
-                archive.quoted(),
-                source.quoted()
-            ),
-        )
-        .detail(problems.join("; "))
-        .hint("Name another archive_table (dbopt creates it), or make the columns match.")
-        .raise()
-    }
+    require_matching_columns(source, archive);
     if catalog::key_columns(archive.oid).as_deref() != Some(key) {
         DboptError::new(
             PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
@@ -401,6 +385,27 @@ fn check_archive(source: &Relation, archive: &Relation, key: &[String]) {
             archive.quoted(),
             key.join(", ")
         ))
+        .raise()
+    }
+}
+
+/// Refuses an archive whose columns are not source's plus archived_at, listing the differences.
+fn require_matching_columns(source: &Relation, archive: &Relation) {
+    let problems = plan::archive_mismatches(
+        &catalog::columns(source.oid),
+        &catalog::columns(archive.oid),
+    );
+    if !problems.is_empty() {
+        DboptError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+            format!(
+                "{} does not match {}: it cannot be its archive",
+                archive.quoted(),
+                source.quoted()
+            ),
+        )
+        .detail(problems.join("; "))
+        .hint("Name another archive_table (dbopt creates it), or make the columns match.")
         .raise()
     }
 }
@@ -784,8 +789,12 @@ fn move_batch(
     }
     let (batches, total, rate) = run.record(id, deleted, 1, 0);
     if deleted > 0 && batches % NOTICE_EVERY == 0 {
+        let (verb, way) = match run.direction {
+            Direction::Archive => ("archive", "out of"),
+            Direction::Unarchive => ("unarchive", "back into"),
+        };
         notice!(
-            "dbopt.archive: {total} rows moved from {} in {batches} batches ({rate:.0} rows/s)",
+            "dbopt.{verb}: {total} rows moved {way} {} in {batches} batches ({rate:.0} rows/s)",
             run.source.quoted()
         );
     }
@@ -905,18 +914,7 @@ fn history_view_create(
     let source = Relation::from_oid(source);
     catalog::require_table(&source, "source");
     let archive = find_archive(&source, archive_table);
-    let problems = plan::archive_mismatches(
-        &catalog::columns(source.oid),
-        &catalog::columns(archive.oid),
-    );
-    if !problems.is_empty() {
-        DboptError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
-            format!("{} does not match {}", archive.quoted(), source.quoted()),
-        )
-        .detail(problems.join("; "))
-        .raise()
-    }
+    require_matching_columns(&source, &archive);
     let (schema, name) = qualified_name(&source, view_name, "history", "view_name");
     let view = quote_qualified_identifier(&schema, &name);
     let columns = catalog::all_columns(source.oid);

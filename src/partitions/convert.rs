@@ -511,25 +511,14 @@ pub fn conversion_start(
 
 /// Identity columns of a table and their sequences.
 fn identity_sequences(oid: pg_sys::Oid) -> Vec<(String, String)> {
-    Spi::connect(|client| {
-        client
-            .select(
-                "SELECT a.attname::text, \
-                        pg_catalog.pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) \
-                   FROM pg_catalog.pg_attribute a \
-                  WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped",
-                None,
-                &[oid.into()],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })
-    .or_raise("reading identity columns")
+    crate::ident::text_pairs(
+        "SELECT a.attname::text, \
+                pg_catalog.pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) \
+           FROM pg_catalog.pg_attribute a \
+          WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped",
+        oid,
+        "reading identity columns",
+    )
 }
 
 fn require_owner(rel: &Relation) {
