@@ -194,7 +194,7 @@ BEGIN
                 END IF;
                 SELECT s.moved, s.next_position INTO moved, position
                   FROM @extschema@.archive_step(run, targets[i], step, position) s;
-                IF step = 'batch' AND moved = 0 AND from_start THEN
+                IF step LIKE 'batch%' AND moved = 0 AND from_start THEN
                     left_over := @extschema@.archive_remaining(run, targets[i]);
                 END IF;
             EXCEPTION WHEN OTHERS OR query_canceled THEN
@@ -206,7 +206,11 @@ BEGIN
                 RAISE NOTICE 'dbopt.archive: % is busy; moving its rows in batches instead', targets[i];
                 step := 'batch';
                 CONTINUE;
-            ELSIF state = '55P03' AND step IN ('swap', 'batch') AND lock_attempts < 3 THEN
+            ELSIF state = '55P03' AND step = 'batch' THEN
+                -- A row another session holds: this table's batches skip locked rows from now on.
+                step := 'batch_skip_locked';
+                CONTINUE;
+            ELSIF state = '55P03' AND step IN ('swap', 'batch_skip_locked') AND lock_attempts < 3 THEN
                 lock_attempts := lock_attempts + 1;
                 nap := 0.2 * 2 ^ lock_attempts;
                 CONTINUE;

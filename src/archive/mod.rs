@@ -24,6 +24,10 @@ use plan::{Direction, Move, Position};
 /// Batches between two progress NOTICEs.
 const NOTICE_EVERY: i32 = 10;
 
+/// How long a batch that does not skip locked rows waits for one before it is retried as one
+/// that does.
+const BRIEF_ROW_LOCK_WAIT_MS: i32 = 20;
+
 fn invalid(message: impl Into<String>) -> DboptError {
     DboptError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
 }
@@ -515,7 +519,7 @@ impl Run {
     }
 
     /// The batch that moves rows of `from` (the source, one of its partitions, or the archive).
-    fn batch_for(&self, from: &Relation) -> Move {
+    fn batch_for(&self, from: &Relation, skip_locked: bool) -> Move {
         let older_than = self.time_column.as_deref().map(|column| {
             (
                 quote_identifier(column),
@@ -547,6 +551,7 @@ impl Run {
             direction: self.direction,
             reference_guard: catalog::is_referenced(from.oid)
                 .then(|| format!("{}.archive_unreferenced", extschema())),
+            skip_locked,
         }
     }
 }
@@ -664,9 +669,12 @@ impl Run {
     }
 
     fn remaining(&self, from: &Relation) -> i64 {
-        Spi::get_one_with_args::<i64>(&self.batch_for(from).remaining_sql(), &[self.cutoff.into()])
-            .or_raise("counting the rows left")
-            .unwrap_or(0)
+        Spi::get_one_with_args::<i64>(
+            &self.batch_for(from, false).remaining_sql(),
+            &[self.cutoff.into()],
+        )
+        .or_raise("counting the rows left")
+        .unwrap_or(0)
     }
 
     /// Adds a step's work to the run's row, in the step's transaction.
@@ -699,7 +707,8 @@ impl Run {
 
 /// One step of a run on one table, in the caller's transaction: `batch` (moves up to
 /// batch_size rows past `position`, returning how many and the position reached, NULL when the
-/// pass is over), or one of the three steps moving a whole partition: `fence` (a NOT VALID
+/// pass is over; fails with 55P03 when another session holds one of them), `batch_skip_locked`
+/// (the same, locking the rows first and skipping those others hold), or one of the three steps moving a whole partition: `fence` (a NOT VALID
 /// CHECK matching its bound), `validate` (without blocking writers), `swap` (DETACH from the
 /// source, ATTACH to the archive, in one transaction that scans nothing).
 #[pg_extern]
@@ -714,7 +723,8 @@ fn archive_step(
     let run = Run::load(id);
     let target = Relation::from_oid(target);
     let done = match step {
-        "batch" => move_batch(id, &run, &target, position),
+        "batch" => move_batch(id, &run, &target, position, false),
+        "batch_skip_locked" => move_batch(id, &run, &target, position, true),
         "fence" => {
             fence_partition(&target);
             (0, None)
@@ -740,11 +750,23 @@ fn move_batch(
     run: &Run,
     from: &Relation,
     position: Option<&str>,
+    skip_locked: bool,
 ) -> (i64, Option<String>) {
-    let batch = run.batch_for(from);
+    let batch = run.batch_for(from, skip_locked);
     let position = position.unwrap_or(batch.position.start());
     let statement = batch.batch_sql();
-    let lock_timeout = format!("{}ms", gucs::lock_timeout_ms());
+    // A batch is lost whole if at all: after a crash its rows are back in the table they left,
+    // and its progress row with them. So its commit need not wait for the WAL flush; the WAL
+    // writer flushes it in the background.
+    gucs::set_local(c"synchronous_commit", "off");
+    // Without skip_locked a row another session holds stops the batch here, and the caller
+    // retries it skipping locked rows: so wait for one only briefly.
+    let lock_timeout_ms = if skip_locked {
+        gucs::lock_timeout_ms()
+    } else {
+        gucs::lock_timeout_ms().min(BRIEF_ROW_LOCK_WAIT_MS)
+    };
+    let lock_timeout = format!("{lock_timeout_ms}ms");
     let settings = [
         (c"search_path", run.callers_path.as_str()),
         (c"dbopt.archiving", "on"),

@@ -74,6 +74,11 @@ pub struct Move {
     pub direction: Direction,
     /// Schema-qualified guard function to call when other tables reference `from`.
     pub reference_guard: Option<String>,
+    /// Lock the rows first, skipping those other sessions hold (`FOR UPDATE SKIP LOCKED`).
+    /// Without it the delete takes the row locks itself, one write per row instead of two, and
+    /// waits for a row another session holds: the caller bounds that wait with a short
+    /// lock_timeout and falls back to this mode.
+    pub skip_locked: bool,
 }
 
 impl Move {
@@ -95,8 +100,9 @@ impl Move {
         }
     }
 
-    /// The batch, one statement: lock up to $3 rows past position $2 (skipping rows other
-    /// sessions hold), delete them, insert exactly what the delete returned. Parameters: $1 the
+    /// The batch, one statement: pick up to $3 rows past position $2 (with `skip_locked`, locking
+    /// them and skipping rows other sessions hold), delete them, insert exactly what the delete
+    /// returned. Parameters: $1 the
     /// cutoff (timestamptz), $2 the position (text), $3 the batch size, $4 `from` (regclass).
     /// Returns rows deleted, rows inserted and the position reached.
     pub fn batch_sql(&self) -> String {
@@ -120,7 +126,7 @@ impl Move {
         format!(
             "WITH picked AS MATERIALIZED (\
                 SELECT ctid AS row_id, {position} AS pos FROM ONLY {from} \
-                 WHERE {conditions}{order} LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                 WHERE {conditions}{order} LIMIT $3{locking}), \
              moved AS (\
                 DELETE FROM ONLY {from} WHERE ctid = ANY (ARRAY(SELECT row_id FROM picked)){guard} \
                 RETURNING {columns}), \
@@ -132,6 +138,11 @@ impl Move {
             position = self.position.value(),
             conditions = self.conditions(true),
             order = self.position.order(),
+            locking = if self.skip_locked {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            },
         )
     }
 
@@ -224,6 +235,7 @@ mod pure_tests {
             position,
             direction: Direction::Archive,
             reference_guard: None,
+            skip_locked: true,
         }
     }
 
@@ -252,7 +264,9 @@ mod pure_tests {
     fn a_physical_pass_follows_ctid_and_the_guard_sees_the_picked_rows() {
         let mut m = archive_move(Position::Physical);
         m.reference_guard = Some("dbopt.archive_unreferenced".into());
+        m.skip_locked = false;
         let sql = m.batch_sql();
+        assert!(sql.contains("LIMIT $3), moved AS"), "{sql}");
         assert!(sql.contains("ctid AS row_id, ctid AS pos"), "{sql}");
         assert!(sql.contains("AND ctid > $2::tid AND"), "{sql}");
         assert!(!sql.contains("ORDER BY"), "{sql}");

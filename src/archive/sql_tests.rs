@@ -75,8 +75,9 @@ mod tests {
         )
     }
 
-    /// What archive_move does, without its COMMITs: every target, every step, passes until done.
-    fn run_to_end(run: i64) -> i64 {
+    /// What archive_move does, without its COMMITs: every target, every step, passes until done,
+    /// batches of the kind given (with no other session, they never need to skip locked rows).
+    fn run_to_end(run: i64, batch_step: &str) -> i64 {
         let targets = Spi::connect(|client| {
             client
                 .select(
@@ -100,7 +101,7 @@ mod tests {
             let steps: &[&str] = if action == "attach" {
                 &["fence", "validate", "swap"]
             } else {
-                &["batch"]
+                &[batch_step]
             };
             for step in steps {
                 let mut position: Option<String> = None;
@@ -119,7 +120,7 @@ mod tests {
                     total += moved;
                     let from_start = position.is_none();
                     position = next;
-                    if *step != "batch" || (moved == 0 && from_start) {
+                    if *step != batch_step || (moved == 0 && from_start) {
                         break;
                     }
                 }
@@ -160,7 +161,7 @@ mod tests {
         );
         let snapshot = everything("jobs", "jobs_archive");
 
-        let moved = run_to_end(run);
+        let moved = run_to_end(run, "batch");
         let expected = (501..=1000).filter(|g| g % 3 != 0).count() as i64;
         assert_eq!(moved, expected);
         assert_eq!(one::<i64>("SELECT count(*) FROM jobs_archive"), expected);
@@ -196,7 +197,14 @@ mod tests {
              CREATE INDEX ON jobs (created_at);");
         for table in ["jobs", "jobs2"] {
             let run = begin(table, Some("created_at"), Some("10 hours"), None, None, 100);
-            run_to_end(run);
+            run_to_end(
+                run,
+                if table == "jobs" {
+                    "batch"
+                } else {
+                    "batch_skip_locked"
+                },
+            );
         }
         assert_eq!(one::<i64>("SELECT count(*) FROM jobs_archive"), 990);
         assert_eq!(
@@ -224,7 +232,7 @@ mod tests {
             None,
             100,
         );
-        run_to_end(run);
+        run_to_end(run, "batch");
         sql("DELETE FROM jobs WHERE id = 1");
         assert_eq!(
             one::<String>("SELECT string_agg(archiving, ',' ORDER BY archiving) FROM seen"),
@@ -247,7 +255,7 @@ mod tests {
             1000,
         );
         let err = raised_by(|| {
-            run_to_end(run);
+            run_to_end(run, "batch");
         })
         .expect("a referenced row must stop the move");
         assert_eq!(err.code, PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION);
@@ -276,7 +284,7 @@ mod tests {
                 FOR EACH ROW EXECUTE FUNCTION drop_some();",
         );
         let err = raised_by(|| {
-            run_to_end(run);
+            run_to_end(run, "batch");
         })
         .unwrap();
         assert_eq!(
@@ -305,7 +313,7 @@ mod tests {
         // The cutoff falls on 2020-02-15 12:00 UTC.
         let older_than = one::<String>("SELECT (now() - timestamptz '2020-02-15 12:00+00')::text");
         let run = begin("events", Some("at"), Some(&older_than), None, None, 200);
-        let moved = run_to_end(run);
+        let moved = run_to_end(run, "batch");
         assert_eq!(moved, one::<i64>("SELECT count(*) FROM events_archive"));
         assert_eq!(one::<i64>("SELECT count(*) FROM events") + moved, before);
         assert_eq!(
@@ -349,7 +357,7 @@ mod tests {
             None,
             500,
         );
-        run_to_end(run);
+        run_to_end(run, "batch");
         let view = one::<String>("SELECT dbopt.create_history_view('jobs')::text");
         assert_eq!(view, "jobs_history");
         assert_eq!(one::<i64>("SELECT count(*) FROM jobs_history"), 1000);
@@ -370,7 +378,7 @@ mod tests {
             None,
             None,
         );
-        assert_eq!(run_to_end(back), 50);
+        assert_eq!(run_to_end(back, "batch"), 50);
         assert_eq!(one::<i64>("SELECT count(*) FROM jobs"), 150);
         assert_eq!(one::<i64>("SELECT count(*) FROM jobs_history"), 1000);
         // Identity values came back as they were, and the identity still generates new ones.
@@ -480,6 +488,17 @@ mod tests {
                          GRANT INSERT ON jobs_archive_ro TO archive_reader;
                          SET LOCAL ROLE archive_reader");
                     begin("jobs", Some("created_at"), Some("1 day"), Some("jobs_archive_ro"), None, 10);
+                }),
+            ),
+            (
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "permission denied: dbopt.archive needs INSERT on public.jobs_cold",
+                Box::new(|| {
+                    sql("CREATE TABLE jobs_cold (LIKE jobs, archived_at timestamptz, PRIMARY KEY (id));
+                         GRANT DELETE ON jobs TO archive_reader;
+                         GRANT SELECT ON jobs_cold TO archive_reader;
+                         SET LOCAL ROLE archive_reader");
+                    begin("jobs", Some("created_at"), Some("1 day"), Some("jobs_cold"), None, 10);
                 }),
             ),
         ];
