@@ -10,6 +10,7 @@
 #   BENCH_QUICK=1           400k rows instead of 4M, for a quick check
 #   BENCH_WRITER_RATE=200   transactions/s of the pgbench writers in (b), all clients together
 #   BENCH_WRITER_SECONDS=20 length of the writers' run without the archive in (b)
+#   BENCH_PAUSE=0           dbopt.archive's pause between batches in (b), e.g. 10ms
 #   DBOPT_RELEASE=1         benchmark a release build (recommended)
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO"
@@ -19,23 +20,8 @@ HALF=$((ROWS / 2)) BATCH=10000 RUNS=2
 WRITER_RATE="${BENCH_WRITER_RATE:-200}" WRITER_SECONDS="${BENCH_WRITER_SECONDS:-20}"
 WRITER_CLIENTS=4 WRITER_THREADS=2
 
-setup
-install_dbopt
-
-DIR=/tmp/dbopt-bench-archive PORT=54332 DB=bench
-start_throwaway_server "$DIR" "$PORT" "$DB"
-WORK="$(mktemp -d)" WRITER_PID=
-cleanup() {
-  if [ -n "$WRITER_PID" ]; then kill "$WRITER_PID" 2>/dev/null || true; fi
-  stop_throwaway_server "$DIR"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-URL="$(throwaway_server_url "$DIR" "$PORT" "$DB")"
-PGBENCH="$("$PG_CONFIG" --bindir)/pgbench"
-
+start_bench_server /tmp/dbopt-bench-archive 54332 bench
 sql() { psql "$URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
-pin_dbopt_library "$DIR" "$URL"
 sql -c "CREATE EXTENSION dbopt"
 # Autovacuum would visit orders in the middle of dbopt's run (its batches commit, so the dead rows
 # count at once) but never in the baseline's single transaction, and a timed checkpoint could fall
@@ -242,7 +228,8 @@ fresh_orders
 sql -c CHECKPOINT
 writer "$during_seconds" during
 sleep 2 # the writers reach their steady state before the archive starts
-measure "SELECT dbopt.version();" "$DBOPT_BODY"
+measure "SELECT dbopt.version();" \
+  "CALL dbopt.archive('orders', 'created_at', '2 years', batch_size => $BATCH, pause => '${BENCH_PAUSE:-0}');"
 during_ms=$MS
 covered=yes
 if ! kill -0 "$WRITER_PID" 2>/dev/null; then covered=no; fi
@@ -269,7 +256,7 @@ say "summary: archiving $HALF of $ROWS rows, batch_size $BATCH (median of $RUNS 
 report "rows moved per second" "$dbopt_rate" "$base_rate" "rows/s" ">= 0.6"
 report "WAL bytes per row moved" "$dbopt_wal" "$base_wal" "B" "(info)"
 echo "  baseline: one INSERT ... SELECT and one DELETE in a single transaction"
-say "summary: dbopt.archive with $WRITER_CLIENTS pgbench clients writing $WRITER_RATE tps in all"
+say "summary: dbopt.archive (pause ${BENCH_PAUSE:-0}) with $WRITER_CLIENTS pgbench clients writing $WRITER_RATE tps in all"
 awk -v n="$archived" -v ms="$during_ms" -v r="$under_rate" -v b="$dbopt_rate" \
   'BEGIN { printf "  archive under writers      %d rows in %.1f s: %.0f rows/s (%.2f of its rate without writers)\n", n, ms / 1000, r, r / b }'
 echo "  (dbopt.archive_runs: status $status, $batches batches, $moved rows${error:+, error: $error})$(

@@ -20,23 +20,8 @@ else
 fi
 NOOP_RUNS=5 CREATE_RUNS=3 WRITER_RATE="${BENCH_WRITER_RATE:-100}"
 
-setup
-install_dbopt
-
-DIR=/tmp/dbopt-bench-partitions PORT=54331 DB=bench
-start_throwaway_server "$DIR" "$PORT" "$DB"
-WORK="$(mktemp -d)" WRITER_PID=
-cleanup() {
-  if [ -n "$WRITER_PID" ]; then kill "$WRITER_PID" 2>/dev/null || true; fi
-  stop_throwaway_server "$DIR"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-URL="$(throwaway_server_url "$DIR" "$PORT" "$DB")"
-PGBENCH="$("$PG_CONFIG" --bindir)/pgbench"
-
+start_bench_server /tmp/dbopt-bench-partitions 54331 bench
 sql() { psql "$URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
-pin_dbopt_library "$DIR" "$URL"
 sql -c "CREATE EXTENSION dbopt; CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman"
 
 # Milliseconds each of RUNS executions of SQL took, one per line, all in one session after

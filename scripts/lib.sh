@@ -119,6 +119,28 @@ pin_dbopt_library() {
   done
 }
 
+# A benchmark's server: builds and installs dbopt, starts a throwaway server in DIR (port PORT,
+# database DB) loading its own copy of dbopt.so, and sets URL, PGBENCH and WORK (a scratch
+# directory). On exit the server stops, WORK goes, and a background pgbench writer whose pid is
+# in WRITER_PID is killed.
+start_bench_server() {
+  DIR="$1" PORT="$2" DB="$3"
+  setup
+  install_dbopt
+  start_throwaway_server "$DIR" "$PORT" "$DB"
+  WORK="$(mktemp -d)" WRITER_PID=
+  trap stop_bench_server EXIT
+  URL="$(throwaway_server_url "$DIR" "$PORT" "$DB")"
+  PGBENCH="$("$PG_CONFIG" --bindir)/pgbench"
+  pin_dbopt_library "$DIR" "$URL"
+}
+
+stop_bench_server() {
+  if [ -n "${WRITER_PID:-}" ]; then kill "$WRITER_PID" 2>/dev/null || true; fi
+  stop_throwaway_server "$DIR"
+  rm -rf "$WORK"
+}
+
 throwaway_server_url() {
   echo "postgresql://postgres@/$3?host=$1&port=$2"
 }

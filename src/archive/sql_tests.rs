@@ -395,118 +395,134 @@ mod tests {
              CREATE ROLE archive_reader;
              GRANT SELECT, INSERT ON jobs TO archive_reader;
              GRANT USAGE ON SCHEMA dbopt TO archive_reader;");
-        let cases: Vec<(PgSqlErrorCode, &str, Box<dyn Fn() + std::panic::RefUnwindSafe + std::panic::UnwindSafe>)> = vec![
+        type Arguments = (
+            &'static str,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            i32,
+        );
+        let bad_arguments: Vec<(PgSqlErrorCode, &str, Arguments)> = vec![
             (
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
                 "column \"made_at\" of relation public.jobs does not exist",
-                Box::new(|| {
-                    begin("jobs", Some("made_at"), Some("1 day"), None, None, 10);
-                }),
+                ("jobs", Some("made_at"), Some("1 day"), None, None, 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
                 "time_column \"status\" of public.jobs is text, not a date or timestamp",
-                Box::new(|| {
-                    begin("jobs", Some("status"), Some("1 day"), None, None, 10);
-                }),
+                ("jobs", Some("status"), Some("1 day"), None, None, 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
                 "older_than must not be NULL",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), None, None, None, 10);
-                }),
+                ("jobs", Some("created_at"), None, None, None, 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 "older_than must not be negative, not -1 days",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("-1 day"), None, None, 10);
-                }),
+                ("jobs", Some("created_at"), Some("-1 day"), None, None, 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 "batch_size must be at least 1, not 0",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("1 day"), None, None, 0);
-                }),
+                ("jobs", Some("created_at"), Some("1 day"), None, None, 0),
             ),
             (
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
                 "filter for public.jobs is not a boolean expression over its columns: column \"state\" does not exist",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("1 day"), None, Some("state = 'x'"), 10);
-                }),
+                ("jobs", Some("created_at"), Some("1 day"), None, Some("state = 'x'"), 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
                 "filter for public.jobs is not a boolean expression over its columns: argument of WHERE must be type boolean, not type bigint",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("1 day"), None, Some("id + 1"), 10);
-                }),
+                ("jobs", Some("created_at"), Some("1 day"), None, Some("id + 1"), 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
                 "filter for public.jobs is not a boolean expression over its columns: it is not a single expression",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("1 day"), None, Some("true; drop table jobs"), 10);
-                }),
+                ("jobs", Some("created_at"), Some("1 day"), None, Some("true; drop table jobs"), 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
                 "filter for public.jobs is not a boolean expression over its columns: it is not a single expression",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("1 day"), None, Some("true) ; drop table jobs; select (1"), 10);
-                }),
+                (
+                    "jobs",
+                    Some("created_at"),
+                    Some("1 day"),
+                    None,
+                    Some("true) ; drop table jobs; select (1"),
+                    10,
+                ),
             ),
             (
                 PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
                 "schema \"cold\" of archive_table \"cold.jobs\" does not exist",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("1 day"), Some("cold.jobs"), None, 10);
-                }),
+                ("jobs", Some("created_at"), Some("1 day"), Some("cold.jobs"), None, 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "public.no_key has no primary key and no unique index on NOT NULL columns",
-                Box::new(|| {
-                    begin("no_key", Some("at"), Some("1 day"), None, None, 10);
-                }),
+                ("no_key", Some("at"), Some("1 day"), None, None, 10),
             ),
             (
                 PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
                 "public.jobs_wrong does not match public.jobs: it cannot be its archive",
-                Box::new(|| {
-                    begin("jobs", Some("created_at"), Some("1 day"), Some("jobs_wrong"), None, 10);
-                }),
-            ),
-            (
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                "permission denied: dbopt.archive needs DELETE on public.jobs",
-                Box::new(|| {
-                    sql("CREATE TABLE jobs_archive_ro (LIKE jobs, archived_at timestamptz, PRIMARY KEY (id));
-                         GRANT INSERT ON jobs_archive_ro TO archive_reader;
-                         SET LOCAL ROLE archive_reader");
-                    begin("jobs", Some("created_at"), Some("1 day"), Some("jobs_archive_ro"), None, 10);
-                }),
-            ),
-            (
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                "permission denied: dbopt.archive needs INSERT on public.jobs_cold",
-                Box::new(|| {
-                    sql("CREATE TABLE jobs_cold (LIKE jobs, archived_at timestamptz, PRIMARY KEY (id));
-                         GRANT DELETE ON jobs TO archive_reader;
-                         GRANT SELECT ON jobs_cold TO archive_reader;
-                         SET LOCAL ROLE archive_reader");
-                    begin("jobs", Some("created_at"), Some("1 day"), Some("jobs_cold"), None, 10);
-                }),
+                ("jobs", Some("created_at"), Some("1 day"), Some("jobs_wrong"), None, 10),
             ),
         ];
-        for (code, message, case) in cases {
-            let err = raised_by(case).unwrap_or_else(|| panic!("expected: {message}"));
-            assert_eq!((err.code, err.message.as_str()), (code, message));
-            sql("RESET ROLE");
+        let check =
+            |code: PgSqlErrorCode, message: &str, case: &(dyn Fn() + std::panic::RefUnwindSafe)| {
+                let err = raised_by(|| case()).unwrap_or_else(|| panic!("expected: {message}"));
+                assert_eq!((err.code, err.message.as_str()), (code, message));
+                sql("RESET ROLE");
+            };
+        for (code, message, (source, time_column, older_than, archive, filter, batch_size)) in
+            bad_arguments
+        {
+            check(code, message, &move || {
+                begin(source, time_column, older_than, archive, filter, batch_size);
+            });
         }
+        // A caller without DELETE on the source, then one without INSERT on the archive.
+        check(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "permission denied: dbopt.archive needs DELETE on public.jobs",
+            &|| {
+                sql("CREATE TABLE jobs_archive_ro (LIKE jobs, archived_at timestamptz, PRIMARY KEY (id));
+                     GRANT INSERT ON jobs_archive_ro TO archive_reader;
+                     SET LOCAL ROLE archive_reader");
+                begin(
+                    "jobs",
+                    Some("created_at"),
+                    Some("1 day"),
+                    Some("jobs_archive_ro"),
+                    None,
+                    10,
+                );
+            },
+        );
+        check(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "permission denied: dbopt.archive needs INSERT on public.jobs_cold",
+            &|| {
+                sql(
+                    "CREATE TABLE jobs_cold (LIKE jobs, archived_at timestamptz, PRIMARY KEY (id));
+                     GRANT DELETE ON jobs TO archive_reader;
+                     GRANT SELECT ON jobs_cold TO archive_reader;
+                     SET LOCAL ROLE archive_reader",
+                );
+                begin(
+                    "jobs",
+                    Some("created_at"),
+                    Some("1 day"),
+                    Some("jobs_cold"),
+                    None,
+                    10,
+                );
+            },
+        );
         assert_eq!(one::<i64>("SELECT count(*) FROM jobs"), 1000);
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pg_class WHERE relname = 'jobs_archive'"),
