@@ -61,19 +61,16 @@ DECLARE
     key bigint := @extschema@.archive_lock_key(source);
     holder integer;
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.classid = (key >> 32)::oid
+                  AND l.objid = (key & 4294967295)::oid AND l.pid = pg_catalog.pg_backend_pid())
+       OR pg_catalog.pg_try_advisory_lock(key) THEN
+        RETURN true;
+    END IF;
     SELECT l.pid INTO holder FROM pg_catalog.pg_locks l
      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
        AND l.classid = (key >> 32)::oid AND l.objid = (key & 4294967295)::oid
-     ORDER BY l.pid = pg_catalog.pg_backend_pid() DESC
      LIMIT 1;
-    IF holder = pg_catalog.pg_backend_pid() OR pg_catalog.pg_try_advisory_lock(key) THEN
-        RETURN true;
-    END IF;
-    IF holder IS NULL THEN
-        SELECT l.pid INTO holder FROM pg_catalog.pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-           AND l.classid = (key >> 32)::oid AND l.objid = (key & 4294967295)::oid;
-    END IF;
     INSERT INTO @extschema@.archive_runs
         (direction, source, source_name, batch_size, status, error, finished)
     VALUES (direction, source, source::text, batch_size, 'skipped',

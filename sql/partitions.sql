@@ -134,6 +134,17 @@ CREATE EVENT TRIGGER dbopt_forget_dropped_parents ON sql_drop
 -- never stalls the run or queues writers behind it.
 -- PostgreSQL forbids SET clauses on procedures that COMMIT, so the procedure pins search_path
 -- itself at the start of each of its transactions.
+-- The lock_retries argument of the procedures that retry a lock: 0 or more.
+CREATE FUNCTION @extschema@.require_lock_retries(lock_retries integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF lock_retries IS NULL OR lock_retries < 0 THEN
+        RAISE EXCEPTION 'lock_retries must be 0 or more, not %', lock_retries
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 CREATE PROCEDURE @extschema@.run_maintenance(
     parent regclass DEFAULT NULL,
     lock_retries integer DEFAULT 3
@@ -151,10 +162,7 @@ DECLARE
     message text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF lock_retries IS NULL OR lock_retries < 0 THEN
-        RAISE EXCEPTION 'lock_retries must be 0 or more, not %', lock_retries
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM @extschema@.require_lock_retries(lock_retries);
     IF parent IS NOT NULL AND NOT EXISTS (
         SELECT FROM @extschema@.partition_config c WHERE c.parent = run_maintenance.parent) THEN
         RAISE EXCEPTION 'table % is not managed by dbopt', parent
@@ -322,10 +330,7 @@ BEGIN
         RAISE EXCEPTION 'batch_size must be at least 1, not %', batch_size
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF lock_retries IS NULL OR lock_retries < 0 THEN
-        RAISE EXCEPTION 'lock_retries must be 0 or more, not %', lock_retries
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM @extschema@.require_lock_retries(lock_retries);
     FOREACH note IN ARRAY @extschema@.conversion_step(source, 'start', control, partition_interval,
                                                       premake, lock_retries) LOOP
         RAISE NOTICE '%', note;

@@ -12,15 +12,14 @@ use pgrx::prelude::*;
 /// re-raised as SQLSTATE 55P03 naming it.
 pub fn execute(sql: &str, object: &str) {
     let timeout_ms = gucs::lock_timeout_ms();
-    let callers_timeout_ms = current_lock_timeout_ms();
-    set_local_lock_timeout(timeout_ms);
-    PgTryBuilder::new(|| Spi::run(sql).or_raise("running DDL"))
-        .catch_when(
-            PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
-            |_: CaughtError| lock_timeout_error(sql, object, timeout_ms).raise(),
-        )
-        .execute();
-    set_local_lock_timeout(callers_timeout_ms);
+    gucs::with_local(&[(c"lock_timeout", &format!("{timeout_ms}ms"))], || {
+        PgTryBuilder::new(|| Spi::run(sql).or_raise("running DDL"))
+            .catch_when(
+                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                |_: CaughtError| lock_timeout_error(sql, object, timeout_ms).raise(),
+            )
+            .execute()
+    });
 }
 
 fn lock_timeout_error(sql: &str, object: &str, timeout_ms: i32) -> DboptError {
@@ -35,22 +34,17 @@ fn lock_timeout_error(sql: &str, object: &str, timeout_ms: i32) -> DboptError {
     )
 }
 
-/// The session's `lock_timeout` in milliseconds (0: wait forever).
-pub fn current_lock_timeout_ms() -> i32 {
-    // SAFETY: a plain int GUC variable, read on the backend's only thread.
-    unsafe { pg_sys::LockTimeout }
-}
-
-/// Sets `lock_timeout` until the end of the current transaction (or subtransaction).
-fn set_local_lock_timeout(ms: i32) {
-    gucs::set_local(c"lock_timeout", &ms.to_string());
-}
-
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
     use super::*;
     use crate::errors::raised_by;
+
+    /// The session's `lock_timeout` in milliseconds, as the lock manager reads it.
+    fn current_lock_timeout_ms() -> i32 {
+        // SAFETY: a plain int GUC variable, read on the backend's only thread.
+        unsafe { pg_sys::LockTimeout }
+    }
 
     fn lock_timeout_seen_by_ddl() -> String {
         execute(

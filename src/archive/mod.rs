@@ -209,19 +209,16 @@ fn archive_begin(
 
     // The caller holds the source's lock, so a run still marked running has lost its session.
     Spi::run_with_args(
-        "UPDATE @extschema@.archive_runs SET status = 'interrupted', finished = clock_timestamp()
-          WHERE source = $1 AND status = 'running'"
-            .replace("@extschema@", &extschema())
-            .as_str(),
+        "UPDATE dbopt.archive_runs SET status = 'interrupted', finished = clock_timestamp()
+          WHERE source = $1 AND status = 'running'",
         &[source.oid.into()],
     )
     .or_raise("closing interrupted runs");
     let run = Spi::get_one_with_args::<i64>(
-        &"INSERT INTO @extschema@.archive_runs
+        "INSERT INTO dbopt.archive_runs
              (direction, source, source_name, archive, archive_name, time_column, cutoff, filter,
               batch_size, search_path)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id"
-            .replace("@extschema@", &extschema()),
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         &[
             match direction {
                 Direction::Archive => "archive",
@@ -263,17 +260,6 @@ fn is_negative(value: Option<Interval>, or_zero: bool) -> bool {
     Spi::get_one_with_args::<bool>(sql, &[value.into()])
         .or_raise("comparing an interval")
         .unwrap_or(false)
-}
-
-/// The schema dbopt is installed in, for SQL that names its own tables.
-fn extschema() -> String {
-    let schema = Spi::get_one::<String>(
-        "SELECT n.nspname::text FROM pg_catalog.pg_extension e
-           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dbopt'",
-    )
-    .or_raise("finding dbopt's schema")
-    .unwrap_or_else(|| "dbopt".into());
-    quote_identifier(&schema)
 }
 
 /// A name the caller passed (as `parameter`), split into schema and name; by default
@@ -334,11 +320,10 @@ fn existing_table(schema: &str, name: &str) -> Option<pg_sys::Oid> {
 fn find_archive(source: &Relation, archive_table: Option<&str>) -> Relation {
     let recorded = if archive_table.is_none() {
         Spi::get_one_with_args::<pg_sys::Oid>(
-            &"SELECT (SELECT r.archive::oid FROM @extschema@.archive_runs r
+            "SELECT (SELECT r.archive::oid FROM dbopt.archive_runs r
                        JOIN pg_catalog.pg_class c ON c.oid = r.archive
                       WHERE r.source = $1 AND r.direction = 'archive'
-                      ORDER BY r.id DESC LIMIT 1)"
-                .replace("@extschema@", &extschema()),
+                      ORDER BY r.id DESC LIMIT 1)",
             &[source.oid.into()],
         )
         .or_raise("finding the archive of a source")
@@ -470,10 +455,9 @@ impl Run {
         let row = Spi::connect(|client| {
             let row = client
                 .select(
-                    &"SELECT direction, source::oid, archive::oid, time_column::text, cutoff,
+                    "SELECT direction, source::oid, archive::oid, time_column::text, cutoff,
                              filter, batch_size, search_path
-                        FROM @extschema@.archive_runs WHERE id = $1"
-                        .replace("@extschema@", &extschema()),
+                        FROM dbopt.archive_runs WHERE id = $1",
                     Some(1),
                     &[id.into()],
                 )?
@@ -550,7 +534,7 @@ impl Run {
             position,
             direction: self.direction,
             reference_guard: catalog::is_referenced(from.oid)
-                .then(|| format!("{}.archive_unreferenced", extschema())),
+                .then(|| "dbopt.archive_unreferenced".to_owned()),
             skip_locked,
         }
     }
@@ -597,7 +581,7 @@ fn plan_targets(id: i64) {
                 targets.push((partition.oid, "attach"));
                 continue;
             }
-            if run.remaining(&rel) == 0 {
+            if !run.any_left(&rel) {
                 continue;
             }
             if into_partitions && !has_twin {
@@ -619,9 +603,8 @@ fn plan_targets(id: i64) {
     }
     let (oids, actions): (Vec<pg_sys::Oid>, Vec<&str>) = targets.into_iter().unzip();
     Spi::run_with_args(
-        &"UPDATE @extschema@.archive_runs SET targets = $2::oid[]::regclass[], actions = $3
-           WHERE id = $1"
-            .replace("@extschema@", &extschema()),
+        "UPDATE dbopt.archive_runs SET targets = $2::oid[]::regclass[], actions = $3
+           WHERE id = $1",
         &[id.into(), oids.into(), actions.into()],
     )
     .or_raise("recording the run's plan");
@@ -663,18 +646,34 @@ impl Run {
             "SELECT NOT EXISTS (SELECT 1 FROM ONLY {} WHERE NOT coalesce(({filter}), false))",
             partition.quoted()
         );
-        in_callers_path(&self.callers_path, || Spi::get_one::<bool>(&query))
-            .or_raise("checking a partition's rows against the filter")
+        self.ask(query, "checking a partition's rows against the filter")
             .unwrap_or(false)
     }
 
     fn remaining(&self, from: &Relation) -> i64 {
-        Spi::get_one_with_args::<i64>(
-            &self.batch_for(from, false).remaining_sql(),
-            &[self.cutoff.into()],
+        self.ask(
+            self.batch_for(from, false).remaining_sql(),
+            "counting the rows left",
         )
-        .or_raise("counting the rows left")
         .unwrap_or(0)
+    }
+
+    /// Whether `from` has a row to move: an EXISTS, not a count, when planning a partitioned run.
+    fn any_left(&self, from: &Relation) -> bool {
+        self.ask(
+            self.batch_for(from, false).any_left_sql(),
+            "looking for rows to move",
+        )
+        .unwrap_or(false)
+    }
+
+    /// One value from a query about the rows to move ($1: the cutoff), run in the caller's
+    /// search_path like the batches, since it evaluates the caller's filter.
+    fn ask<T: IntoDatum + FromDatum>(&self, query: String, doing: &str) -> Option<T> {
+        in_callers_path(&self.callers_path, || {
+            Spi::get_one_with_args::<T>(&query, &[self.cutoff.into()])
+        })
+        .or_raise(doing)
     }
 
     /// Adds a step's work to the run's row, in the step's transaction.
@@ -682,15 +681,14 @@ impl Run {
         Spi::connect_mut(|client| {
             let row = client
                 .update(
-                    &"UPDATE @extschema@.archive_runs r
+                    "UPDATE dbopt.archive_runs r
                          SET rows_moved = r.rows_moved + $2, batches = r.batches + $3,
                              partitions_moved = r.partitions_moved + $4,
                              last_batch_at = clock_timestamp(),
                              rows_per_second = (r.rows_moved + $2)
                                  / greatest(extract(epoch FROM clock_timestamp() - r.started), 0.001)
                        WHERE r.id = $1
-                      RETURNING r.batches, r.rows_moved, r.rows_per_second"
-                        .replace("@extschema@", &extschema()),
+                      RETURNING r.batches, r.rows_moved, r.rows_per_second",
                     None,
                     &[id.into(), rows.into(), batches.into(), partitions.into()],
                 )?

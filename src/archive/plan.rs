@@ -154,6 +154,15 @@ impl Move {
             self.conditions(false)
         )
     }
+
+    /// Whether `from` has any row to move, stopping at the first. Parameter $1: the cutoff.
+    pub fn any_left_sql(&self) -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE {})",
+            self.from,
+            self.conditions(false)
+        )
+    }
 }
 
 /// The literal bounds of a range partition, from `pg_get_expr(relpartbound, oid)`:
@@ -290,6 +299,10 @@ mod pure_tests {
         assert_eq!(
             m.remaining_sql(),
             r#"SELECT count(*) FROM ONLY "s"."t" WHERE (status = 'done')"#
+        );
+        assert_eq!(
+            m.any_left_sql(),
+            r#"SELECT EXISTS (SELECT 1 FROM ONLY "s"."t" WHERE (status = 'done'))"#
         );
     }
 
