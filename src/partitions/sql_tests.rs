@@ -738,4 +738,16 @@ mod tests {
         );
         assert_eq!(count("SELECT count(*) FROM dbopt.partition_conversion"), 0);
     }
+
+    #[pg_test(error = "lock_retries must be 0 or more, not -1")]
+    fn run_maintenance_refuses_a_negative_lock_retries() {
+        Spi::run("CALL dbopt.run_maintenance(lock_retries => -1)").unwrap();
+    }
+
+    #[pg_test(error = "lock_retries must be 0 or more, not -2")]
+    fn partition_table_refuses_a_negative_lock_retries() {
+        Spi::run("CREATE TABLE plain_t (id int PRIMARY KEY, at timestamptz NOT NULL)").unwrap();
+        Spi::run("CALL dbopt.partition_table('plain_t', 'at', '1 month', lock_retries => -2)")
+            .unwrap();
+    }
 }
