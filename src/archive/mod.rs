@@ -12,6 +12,7 @@ pub mod plan;
 #[cfg(any(test, feature = "pg_test"))]
 mod sql_tests;
 
+use crate::checks;
 use crate::ddl;
 use crate::errors::{DboptError, OrRaise};
 use crate::gucs;
@@ -52,7 +53,7 @@ fn archive_begin(
     let direction = Direction::parse(direction)
         .unwrap_or_else(|| invalid(format!("unknown direction \"{direction}\"")).raise());
     let source = Relation::from_oid(source);
-    catalog::require_table(&source, "source");
+    checks::require_table(&source, "source");
     match batch_size {
         Some(n) if n >= 1 => {}
         other => invalid(format!(
@@ -160,11 +161,11 @@ fn archive_begin(
 
     if direction == Direction::Archive {
         if let Some(filter) = filter {
-            in_callers_path(callers_path, || catalog::check_filter(&source, filter));
+            in_callers_path(callers_path, || checks::check_filter(&source, filter));
         }
         // Before the archive is created: a caller who cannot move rows creates nothing.
-        catalog::require_privilege(&source, "SELECT", "dbopt.archive");
-        catalog::require_privilege(&source, "DELETE", "dbopt.archive");
+        checks::require_privilege(&source, "SELECT", "dbopt.archive");
+        checks::require_privilege(&source, "DELETE", "dbopt.archive");
     }
     let archive = match direction {
         Direction::Archive => {
@@ -189,12 +190,12 @@ fn archive_begin(
         Direction::Unarchive => (&archive, &source, "dbopt.unarchive"),
     };
     if let (Direction::Unarchive, Some(filter)) = (direction, filter) {
-        in_callers_path(callers_path, || catalog::check_filter(&archive, filter));
+        in_callers_path(callers_path, || checks::check_filter(&archive, filter));
     }
-    catalog::require_privilege(moved_from, "SELECT", why);
-    catalog::require_privilege(moved_from, "DELETE", why);
-    catalog::require_privilege(moved_to, "INSERT", why);
-    if catalog::relkind(source.oid) == "p"
+    checks::require_privilege(moved_from, "SELECT", why);
+    checks::require_privilege(moved_from, "DELETE", why);
+    checks::require_privilege(moved_to, "INSERT", why);
+    if checks::relkind(source.oid) == "p"
         && catalog::partitions(source.oid)
             .iter()
             .any(|p| p.partitioned)
@@ -347,13 +348,13 @@ fn find_archive(source: &Relation, archive_table: Option<&str>) -> Relation {
         .hint("Archive rows with dbopt.archive first, or name the archive with archive_table.")
         .raise()
     });
-    catalog::require_table(&archive, "archive table");
+    checks::require_table(&archive, "archive table");
     archive
 }
 
 /// Refuses an archive table that cannot hold the source's rows exactly.
 fn check_archive(source: &Relation, archive: &Relation, key: &[String]) {
-    catalog::require_table(archive, "archive table");
+    checks::require_table(archive, "archive table");
     if archive.oid == source.oid {
         invalid(format!("{} cannot be its own archive", source.quoted())).raise()
     }
@@ -512,7 +513,7 @@ impl Run {
         });
         let position = match (&older_than, &self.time_column) {
             (Some((column, type_name)), Some(name))
-                if catalog::has_index_leading_with(from.oid, name) =>
+                if checks::has_index_leading_with(from.oid, name) =>
             {
                 Position::Time {
                     column: column.clone(),
@@ -550,11 +551,11 @@ fn plan_targets(id: i64) {
         Direction::Unarchive => &run.archive,
     };
     let mut targets = Vec::new();
-    if catalog::relkind(moved_from.oid) != "p" {
+    if checks::relkind(moved_from.oid) != "p" {
         targets.push((moved_from.oid, "batch"));
     } else {
         let into_partitions =
-            run.direction == Direction::Archive && catalog::relkind(run.archive.oid) == "p";
+            run.direction == Direction::Archive && checks::relkind(run.archive.oid) == "p";
         let by_time = into_partitions
             && catalog::range_key_column(run.source.oid) == run.time_column
             && owns(&run.source)
@@ -932,7 +933,7 @@ fn history_view_create(
     archive_table: Option<&str>,
 ) -> pg_sys::Oid {
     let source = Relation::from_oid(source);
-    catalog::require_table(&source, "source");
+    checks::require_table(&source, "source");
     let archive = find_archive(&source, archive_table);
     require_matching_columns(&source, &archive);
     let (schema, name) = qualified_name(&source, view_name, "history", "view_name");
