@@ -3,7 +3,8 @@
 //! statements dbopt builds.
 
 use crate::errors::{DboptError, OrRaise};
-use crate::ident::Relation;
+use crate::ident::{Column, Relation};
+use pgrx::datum::Interval;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::{is_a, PgList};
@@ -77,6 +78,42 @@ fn current_role() -> String {
         .unwrap_or_default()
 }
 
+/// Looks up a time column (42703 when missing) and refuses anything but date, timestamp and
+/// timestamptz (42804); `hint` says why the caller's feature needs one.
+pub fn require_time_column(rel: &Relation, column: &str, hint: &str) -> Column {
+    let column = rel.column(column);
+    if !matches!(
+        column.type_oid,
+        pg_sys::TIMESTAMPTZOID | pg_sys::TIMESTAMPOID | pg_sys::DATEOID
+    ) {
+        DboptError::new(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "time_column \"{}\" of {} is {}, not a date or timestamp",
+                column.name,
+                rel.quoted(),
+                column.type_name
+            ),
+        )
+        .hint(hint)
+        .raise()
+    }
+    column
+}
+
+/// Whether an interval is below zero (or zero too, with `or_zero`). A NULL is neither.
+pub fn interval_below_zero(value: Option<Interval>, or_zero: bool) -> bool {
+    let Some(value) = value else { return false };
+    let sql = if or_zero {
+        "SELECT $1 <= interval '0'"
+    } else {
+        "SELECT $1 < interval '0'"
+    };
+    Spi::get_one_with_args::<bool>(sql, &[value.into()])
+        .or_raise("comparing an interval")
+        .unwrap_or(false)
+}
+
 /// Checks that `filter` is one boolean expression over `rel`'s columns and nothing else: it is
 /// spliced into the batch statement, so "true; DROP TABLE t" or "true) OR (…" tricks that
 /// would close the expression early must fail here, before anything moves.
@@ -113,10 +150,18 @@ pub fn check_filter(rel: &Relation, filter: &str) {
 /// Whether `text` parses as exactly one expression: `SELECT (text)` must be one statement with
 /// one target and no other clause.
 fn is_one_expression(text: &str) -> bool {
-    let Ok(sql) = CString::new(format!("SELECT ({text})")) else {
-        return false;
-    };
-    PgTryBuilder::new(|| unsafe {
+    with_bare_select_targets(&format!("({text})"), |targets| targets.len() == 1).unwrap_or(false)
+}
+
+/// Parses `SELECT <targets>` and, when that is one plain SELECT with nothing but its target list
+/// (no FROM, WHERE, set operation, second statement, …), hands the list to `inspect`. `None` when
+/// it does not parse or has anything else.
+pub fn with_bare_select_targets<T>(
+    targets: &str,
+    inspect: impl FnOnce(&PgList<pg_sys::ResTarget>) -> T,
+) -> Option<T> {
+    let sql = CString::new(format!("SELECT {targets}")).ok()?;
+    let target_list = PgTryBuilder::new(|| unsafe {
         // SAFETY: raw_parser only allocates in the current memory context; every node read is
         // checked for its tag first.
         let parsed = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
@@ -124,16 +169,14 @@ fn is_one_expression(text: &str) -> bool {
             pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
         ));
         if parsed.len() != 1 {
-            return false;
+            return None;
         }
         let stmt = (*parsed.get_ptr(0).expect("one statement")).stmt;
         if !is_a(stmt, pg_sys::NodeTag::T_SelectStmt) {
-            return false;
+            return None;
         }
-        let select = stmt.cast::<pg_sys::SelectStmt>();
-        let s = &*select;
-        PgList::<pg_sys::Node>::from_pg(s.targetList).len() == 1
-            && s.fromClause.is_null()
+        let s = &*stmt.cast::<pg_sys::SelectStmt>();
+        let bare = s.fromClause.is_null()
             && s.whereClause.is_null()
             && s.groupClause.is_null()
             && s.havingClause.is_null()
@@ -146,10 +189,15 @@ fn is_one_expression(text: &str) -> bool {
             && s.valuesLists.is_null()
             && s.distinctClause.is_null()
             && s.intoClause.is_null()
-            && s.op == pg_sys::SetOperation::SETOP_NONE
+            && s.op == pg_sys::SetOperation::SETOP_NONE;
+        bare.then_some(s.targetList)
     })
-    .catch_others(|_| false)
-    .execute()
+    .catch_others(|_| None)
+    .execute()?;
+    // SAFETY: the list was made by raw_parser above, in this memory context.
+    Some(inspect(&unsafe {
+        PgList::<pg_sys::ResTarget>::from_pg(target_list)
+    }))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

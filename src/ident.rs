@@ -139,6 +139,65 @@ pub fn text_pairs(query: &str, oid: pg_sys::Oid, doing: &str) -> Vec<(String, St
     .or_raise(doing)
 }
 
+/// Splits a comma-separated list of SQL identifiers as PostgreSQL reads them: unquoted names
+/// folded to lower case, `"Quoted"` ones kept exactly (with `""` for a quote).
+pub fn parse_identifier_list(text: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut name = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next() {
+                    Some('"') if chars.next_if_eq(&'"').is_some() => name.push('"'),
+                    Some('"') => break,
+                    Some(c) => name.push(c),
+                    None => return Err("a quoted name is not closed".into()),
+                }
+            }
+            if name.is_empty() {
+                return Err("a quoted name is empty".into());
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| c.is_alphanumeric() || *c == '_' || *c == '$') {
+                name.extend(c.to_lowercase());
+            }
+            if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit() || c == '$') {
+                return Err("a name is missing or starts with a digit".into());
+            }
+        }
+        names.push(name);
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.next() {
+            None => return Ok(names),
+            Some(',') => continue,
+            Some(c) => return Err(format!("unexpected \"{c}\"")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod pure_tests {
+    use super::parse_identifier_list;
+
+    #[test]
+    fn identifier_lists_fold_unquoted_names_and_keep_quoted_ones() {
+        assert_eq!(parse_identifier_list("user_id"), Ok(vec!["user_id".into()]));
+        assert_eq!(
+            parse_identifier_list(" User_Id ,\"Region\", \"a\"\"b, c\" "),
+            Ok(vec!["user_id".into(), "Region".into(), "a\"b, c".into()])
+        );
+    }
+
+    #[test]
+    fn malformed_identifier_lists_are_refused() {
+        for bad in ["", "a,", "a b", "\"open", "1abc", "a; drop table t", "\"\""] {
+            assert!(parse_identifier_list(bad).is_err(), "{bad}");
+        }
+    }
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {

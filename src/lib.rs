@@ -8,8 +8,8 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
-pub mod ddl;
 pub mod checks;
+pub mod ddl;
 pub mod errors;
 pub mod gucs;
 pub mod ident;

@@ -62,10 +62,10 @@ fn archive_begin(
         ))
         .raise(),
     }
-    if is_negative(max_runtime, true) {
+    if checks::interval_below_zero(max_runtime, true) {
         invalid("max_runtime must be positive").raise()
     }
-    if is_negative(pause, false) {
+    if checks::interval_below_zero(pause, false) {
         invalid("pause must not be negative").raise()
     }
     let key = catalog::key_columns(source.oid).unwrap_or_else(|| {
@@ -107,25 +107,11 @@ fn archive_begin(
                 )
                 .raise()
             });
-            let column = source.column(column);
-            if !matches!(
-                column.type_oid,
-                pg_sys::TIMESTAMPTZOID | pg_sys::TIMESTAMPOID | pg_sys::DATEOID
-            ) {
-                DboptError::new(
-                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                    format!(
-                        "time_column \"{}\" of {} is {}, not a date or timestamp",
-                        column.name,
-                        source.quoted(),
-                        column.type_name
-                    ),
-                )
-                .hint(
-                    "dbopt.archive picks rows by age: use a date, timestamp or timestamptz column.",
-                )
-                .raise()
-            }
+            let column = checks::require_time_column(
+                &source,
+                column,
+                "dbopt.archive picks rows by age: use a date, timestamp or timestamptz column.",
+            );
             let older_than = older_than.unwrap_or_else(|| {
                 DboptError::new(
                     PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -134,7 +120,7 @@ fn archive_begin(
                 .hint("Pass an age such as '2 years'; rows older than now() minus it move.")
                 .raise()
             });
-            if is_negative(Some(older_than), false) {
+            if checks::interval_below_zero(Some(older_than), false) {
                 invalid(format!(
                     "older_than must not be negative, not {older_than}"
                 ))
@@ -248,19 +234,6 @@ fn archive_begin(
 /// own statements name everything with its schema, so they resolve the same either way.
 fn in_callers_path<T>(callers_path: &str, f: impl FnOnce() -> T) -> T {
     gucs::with_local(&[(c"search_path", callers_path)], f)
-}
-
-/// Whether an interval is below zero (or zero too, with `or_zero`).
-fn is_negative(value: Option<Interval>, or_zero: bool) -> bool {
-    let Some(value) = value else { return false };
-    let sql = if or_zero {
-        "SELECT $1 <= interval '0'"
-    } else {
-        "SELECT $1 < interval '0'"
-    };
-    Spi::get_one_with_args::<bool>(sql, &[value.into()])
-        .or_raise("comparing an interval")
-        .unwrap_or(false)
 }
 
 /// A name the caller passed (as `parameter`), split into schema and name; by default

@@ -1,0 +1,150 @@
+-- Rolling aggregates: their definitions, read by the triggers on every write to a source, and
+-- the SQL surface. The work is done by the functions in src/rollups/; refresh_rolling is a
+-- procedure so that it can commit after each aggregate, which Rust cannot.
+
+CREATE TABLE @extschema@.rolling_aggregates (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    aggregate regclass NOT NULL UNIQUE,
+    source regclass NOT NULL,
+    -- Partial sums per group and time bucket, what the triggers append to them, and the number
+    -- of the last refresh (see src/rollups/spec.rs).
+    buckets regclass NOT NULL,
+    log regclass NOT NULL,
+    epoch regclass NOT NULL,
+    maintain regprocedure,
+    group_by name[] NOT NULL,
+    time_column name NOT NULL,
+    measures text NOT NULL,
+    measure_names name[] NOT NULL,
+    -- The column counting each group's rows: a count(*) measure, or dbopt_rows.
+    rows_column name NOT NULL,
+    filter text,
+    window_size interval NOT NULL,
+    bucket_size interval NOT NULL,
+    -- The creator's search_path and TimeZone: the measures and filter are evaluated in them.
+    search_path text NOT NULL,
+    time_zone text NOT NULL,
+    -- The aggregate table holds the window [refreshed_at - window_size, refreshed_at].
+    refreshed_at timestamptz NOT NULL,
+    refresh_epoch bigint NOT NULL,
+    last_refresh_ms double precision,
+    last_refresh_groups bigint,
+    created timestamptz NOT NULL DEFAULT now(),
+    created_by name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE @extschema@.rolling_aggregates IS
+    'Rolling aggregates made by dbopt.create_rolling_aggregate and the window each holds';
+ALTER TABLE @extschema@.rolling_aggregates ENABLE ROW LEVEL SECURITY;
+-- Every writer to a source reads its aggregates' windows; only the aggregate table's owners
+-- change a definition.
+CREATE POLICY readable ON @extschema@.rolling_aggregates FOR SELECT USING (true);
+CREATE POLICY owners ON @extschema@.rolling_aggregates
+    USING (pg_catalog.pg_has_role(
+               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = aggregate), 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(
+               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = aggregate), 'USAGE'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.rolling_aggregates TO PUBLIC;
+
+-- The public functions take the caller's names as text and resolve them in the caller's
+-- search_path, so they pin none themselves; everything they call is schema-qualified.
+CREATE FUNCTION @extschema@.create_rolling_aggregate(
+    name text,
+    source regclass,
+    group_by text,
+    time_column text,
+    measures text,
+    window_size interval DEFAULT '30 days',
+    filter text DEFAULT NULL,
+    bucket_size interval DEFAULT NULL
+) RETURNS regclass
+LANGUAGE sql AS $$
+    SELECT @extschema@.rolling_create(name, source, group_by, time_column, measures, window_size,
+                                      filter, bucket_size,
+                                      pg_catalog.current_setting('search_path'),
+                                      pg_catalog.current_setting('TimeZone'))
+$$;
+
+-- Exact answers and verification are read-only queries that Rust plans (src/rollups/) and
+-- these run, in the aggregate creator's search_path and TimeZone. The SET clauses make the
+-- set_config calls last only until the function returns.
+CREATE FUNCTION @extschema@.rolling_exact_of(aggregate regclass) RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    plan record;
+BEGIN
+    SELECT * INTO plan FROM @extschema@.rolling_exact_query(aggregate);
+    PERFORM pg_catalog.set_config('search_path', plan.search_path, true);
+    PERFORM pg_catalog.set_config('TimeZone', plan.time_zone, true);
+    RETURN QUERY EXECUTE plan.query USING plan.params;
+END
+$$;
+
+CREATE FUNCTION @extschema@.rolling_verify_of(aggregate regclass)
+RETURNS TABLE (bucket timestamptz, group_key jsonb, stored jsonb, recomputed jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    plan record;
+BEGIN
+    SELECT * INTO plan FROM @extschema@.rolling_verify_query(aggregate);
+    PERFORM pg_catalog.set_config('search_path', plan.search_path, true);
+    PERFORM pg_catalog.set_config('TimeZone', plan.time_zone, true);
+    RETURN QUERY EXECUTE plan.query USING plan.params;
+END
+$$;
+
+-- The aggregate as of now(): the table's rows with what aged out since the last refresh
+-- taken off and what came due added, each group as one JSON object.
+CREATE FUNCTION @extschema@.rolling_exact(name text) RETURNS SETOF jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT @extschema@.rolling_exact_of(name::pg_catalog.regclass)
+$$;
+
+-- The groups where the table (bucket NULL) or a bucket of partial sums differs from the
+-- source recomputed: no rows when the aggregate is exact.
+CREATE FUNCTION @extschema@.verify_rolling(name text)
+RETURNS TABLE (bucket timestamptz, group_key jsonb, stored jsonb, recomputed jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM @extschema@.rolling_verify_of(name::pg_catalog.regclass)
+$$;
+
+CREATE FUNCTION @extschema@.rebuild_rolling(name text) RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT @extschema@.rolling_rebuild_of(name::pg_catalog.regclass)
+$$;
+
+CREATE FUNCTION @extschema@.drop_rolling_aggregate(name text) RETURNS void
+LANGUAGE sql AS $$
+    SELECT @extschema@.rolling_drop_of(name::pg_catalog.regclass)
+$$;
+
+-- Brings one aggregate, or every one the caller owns, to now (or as_of): each in its own
+-- transaction, so a source locked by a long transaction delays only its own aggregates.
+CREATE PROCEDURE @extschema@.refresh_rolling(name text DEFAULT NULL, as_of timestamptz DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    wanted regclass;
+    aggregate regclass;
+    summary text;
+BEGIN
+    IF name IS NOT NULL THEN
+        wanted := name::pg_catalog.regclass;
+    END IF;
+    FOR aggregate IN
+        SELECT r.aggregate FROM @extschema@.rolling_aggregates r
+         WHERE (wanted IS NULL
+                AND pg_catalog.pg_has_role(
+                        (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = r.aggregate),
+                        'USAGE'))
+            OR r.aggregate = wanted
+         ORDER BY r.id
+    LOOP
+        summary := @extschema@.rolling_refresh_of(aggregate, as_of);
+        COMMIT;
+        RAISE NOTICE 'dbopt.refresh_rolling: %', summary;
+    END LOOP;
+    -- Not a rolling aggregate: the same call outside the loop says so.
+    IF wanted IS NOT NULL AND summary IS NULL THEN
+        PERFORM @extschema@.rolling_refresh_of(wanted, as_of);
+    END IF;
+END
+$$;

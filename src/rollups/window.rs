@@ -1,0 +1,309 @@
+//! Time arithmetic of a rolling window. Times are PostgreSQL `timestamptz` values, microseconds
+//! since 2000-01-01 00:00 UTC; buckets are aligned to that instant, so a bucket is the same
+//! stretch of time whatever the session's TimeZone or a DST change.
+//!
+//! The aggregate table holds the window `[start, end]` as of its last refresh (`end` is that
+//! refresh's time, `start = end - window_size`). Refreshing to a later end subtracts what left the
+//! window and adds what came due. Each of those is a time range answered from two places: whole
+//! buckets from the per-bucket partial sums dbopt keeps, and the pieces at either end of the
+//! range, which cover only part of a bucket, from the source table itself.
+
+pub const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// Bucket widths dbopt picks from when the caller gives none.
+const BUCKET_CHOICES: [i64; 9] = [
+    1,
+    10,
+    60,
+    5 * 60,
+    15 * 60,
+    3600,
+    6 * 3600,
+    24 * 3600,
+    7 * 24 * 3600,
+];
+
+/// The default bucket: the widest of [`BUCKET_CHOICES`] that fits 24 times into the window
+/// (1 day for 30 days, 1 hour for 1 day). More buckets mean more rows of partial sums; wider ones
+/// mean more source rows read at the window's edges on each refresh.
+pub fn default_bucket_micros(window_micros: i64) -> i64 {
+    let target = window_micros / 24;
+    BUCKET_CHOICES
+        .iter()
+        .map(|seconds| seconds * MICROS_PER_SECOND)
+        .filter(|width| *width <= target)
+        .max()
+        .unwrap_or(MICROS_PER_SECOND)
+}
+
+/// Start of the bucket holding `t`.
+pub fn bucket_start(t: i64, width: i64) -> i64 {
+    t - t.rem_euclid(width)
+}
+
+/// Where the rows of a half-open time range `[from, to)` are read from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RangeParts {
+    /// Whole buckets: those starting in `[first, end)`.
+    pub buckets: Option<(i64, i64)>,
+    /// Pieces covering part of a bucket, read from the source: `[from, to)` each.
+    pub from_source: Vec<(i64, i64)>,
+}
+
+pub fn split_range(from: i64, to: i64, width: i64) -> RangeParts {
+    if from >= to {
+        return RangeParts::default();
+    }
+    let first_whole = if bucket_start(from, width) == from {
+        from
+    } else {
+        bucket_start(from, width) + width
+    };
+    let end_whole = bucket_start(to, width);
+    if first_whole >= end_whole {
+        return RangeParts {
+            buckets: None,
+            from_source: vec![(from, to)],
+        };
+    }
+    let from_source = [(from, first_whole), (end_whole, to)]
+        .into_iter()
+        .filter(|(a, b)| a < b)
+        .collect();
+    RangeParts {
+        buckets: Some((first_whole, end_whole)),
+        from_source,
+    }
+}
+
+/// The window an aggregate table holds: rows with `start <= time <= end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Window {
+    /// The window as a half-open range (times are whole microseconds).
+    pub fn range(&self) -> (i64, i64) {
+        (self.start, self.end + 1)
+    }
+}
+
+/// What a refresh from `old` to `new` must do to the aggregate table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// The new window ends no later than the old one: nothing to do.
+    Nothing,
+    /// Subtract the rows that left, add those that came due.
+    Delta {
+        left: RangeParts,
+        came_due: RangeParts,
+    },
+    /// The windows do not overlap: recompute the table from the new window's rows.
+    Recompute(RangeParts),
+}
+
+pub fn plan_refresh(old: Window, new: Window, width: i64) -> Refresh {
+    if new.end <= old.end {
+        return Refresh::Nothing;
+    }
+    plan_move(old, new, width)
+}
+
+/// What turns the table's window `old` into `new`, in either direction: a refresh only moves
+/// forward, but an exact answer as of now() may ask for a window ending before the last refresh.
+pub fn plan_move(old: Window, new: Window, width: i64) -> Refresh {
+    if new == old {
+        return Refresh::Nothing;
+    }
+    if new.start > old.end || new.end < old.start {
+        let (from, to) = new.range();
+        return Refresh::Recompute(split_range(from, to, width));
+    }
+    // Moving back, the same ranges swap roles. What re-enters at the start comes from the
+    // source alone: buckets before the one holding the old start are no longer kept.
+    let (left, came_due) = if new.end >= old.end {
+        (
+            split_range(old.start, new.start, width),
+            split_range(old.end + 1, new.end + 1, width),
+        )
+    } else {
+        let reentered = if new.start < old.start {
+            vec![(new.start, old.start)]
+        } else {
+            Vec::new()
+        };
+        (
+            split_range(new.end + 1, old.end + 1, width),
+            RangeParts {
+                buckets: None,
+                from_source: reentered,
+            },
+        )
+    };
+    Refresh::Delta { left, came_due }
+}
+
+/// Buckets starting before this hold only rows that can never be in the window again.
+pub fn first_bucket_kept(window: Window, width: i64) -> i64 {
+    bucket_start(window.start, width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3600 * MICROS_PER_SECOND;
+    const DAY: i64 = 24 * HOUR;
+
+    #[test]
+    fn default_buckets_fit_24_times_into_the_window() {
+        assert_eq!(default_bucket_micros(30 * DAY), DAY);
+        assert_eq!(default_bucket_micros(7 * DAY), 6 * HOUR);
+        assert_eq!(default_bucket_micros(DAY), HOUR);
+        assert_eq!(default_bucket_micros(365 * DAY), 7 * DAY);
+        assert_eq!(
+            default_bucket_micros(10 * MICROS_PER_SECOND),
+            MICROS_PER_SECOND
+        );
+    }
+
+    #[test]
+    fn buckets_start_at_multiples_of_the_width_also_before_2000() {
+        assert_eq!(bucket_start(DAY + 5, DAY), DAY);
+        assert_eq!(bucket_start(DAY, DAY), DAY);
+        assert_eq!(bucket_start(-5, DAY), -DAY);
+        assert_eq!(bucket_start(-DAY, DAY), -DAY);
+    }
+
+    #[test]
+    fn a_range_splits_into_whole_buckets_and_edge_pieces() {
+        let parts = split_range(DAY + HOUR, 4 * DAY + 2 * HOUR, DAY);
+        assert_eq!(parts.buckets, Some((2 * DAY, 4 * DAY)));
+        assert_eq!(
+            parts.from_source,
+            vec![(DAY + HOUR, 2 * DAY), (4 * DAY, 4 * DAY + 2 * HOUR)]
+        );
+    }
+
+    #[test]
+    fn aligned_ends_need_no_source_piece() {
+        let parts = split_range(DAY, 3 * DAY, DAY);
+        assert_eq!(parts.buckets, Some((DAY, 3 * DAY)));
+        assert!(parts.from_source.is_empty());
+    }
+
+    #[test]
+    fn a_range_inside_one_or_two_buckets_is_read_from_the_source() {
+        for (from, to) in [(DAY + 1, DAY + 5), (DAY + HOUR, 2 * DAY + HOUR)] {
+            let parts = split_range(from, to, DAY);
+            assert_eq!(parts.buckets, None);
+            assert_eq!(parts.from_source, vec![(from, to)]);
+        }
+        assert_eq!(split_range(DAY, DAY, DAY), RangeParts::default());
+    }
+
+    /// Every microsecond of a range is covered exactly once, whatever its alignment.
+    #[test]
+    fn splits_cover_each_instant_exactly_once() {
+        let width = 7;
+        for from in -20..20 {
+            for to in from..from + 40 {
+                let parts = split_range(from, to, width);
+                for t in from - 10..to + 10 {
+                    let in_buckets = parts
+                        .buckets
+                        .is_some_and(|(a, b)| (a..b).contains(&bucket_start(t, width)))
+                        as usize;
+                    let in_source = parts
+                        .from_source
+                        .iter()
+                        .filter(|(a, b)| (*a..*b).contains(&t))
+                        .count();
+                    let expected = usize::from((from..to).contains(&t));
+                    assert_eq!(in_buckets + in_source, expected, "t={t} in [{from},{to})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_refresh_subtracts_what_left_and_adds_what_came_due() {
+        let old = Window {
+            start: 0,
+            end: 30 * DAY,
+        };
+        let new = Window {
+            start: DAY + HOUR,
+            end: 31 * DAY + HOUR,
+        };
+        let Refresh::Delta { left, came_due } = plan_refresh(old, new, DAY) else {
+            panic!("overlapping windows refresh by delta")
+        };
+        assert_eq!(left.buckets, Some((0, DAY)));
+        assert_eq!(left.from_source, vec![(DAY, DAY + HOUR)]);
+        // (30 days, 31 days 1 hour] holds no whole bucket: all of it comes from the source.
+        assert_eq!(came_due.buckets, None);
+        assert_eq!(
+            came_due.from_source,
+            vec![(30 * DAY + 1, 31 * DAY + HOUR + 1)]
+        );
+    }
+
+    #[test]
+    fn refreshing_to_the_same_or_an_earlier_time_does_nothing() {
+        let w = Window { start: 0, end: DAY };
+        assert_eq!(plan_refresh(w, w, HOUR), Refresh::Nothing);
+        let earlier = Window {
+            start: -1,
+            end: DAY - 1,
+        };
+        assert_eq!(plan_refresh(w, earlier, HOUR), Refresh::Nothing);
+    }
+
+    #[test]
+    fn a_refresh_after_more_than_a_window_recomputes() {
+        let old = Window { start: 0, end: DAY };
+        let new = Window {
+            start: 2 * DAY,
+            end: 3 * DAY,
+        };
+        assert_eq!(
+            plan_refresh(old, new, HOUR),
+            Refresh::Recompute(split_range(2 * DAY, 3 * DAY + 1, HOUR))
+        );
+    }
+
+    #[test]
+    fn moving_back_swaps_what_leaves_and_what_comes_due() {
+        let old = Window {
+            start: DAY,
+            end: 31 * DAY,
+        };
+        let new = Window {
+            start: DAY - HOUR,
+            end: 31 * DAY - HOUR,
+        };
+        assert_eq!(
+            plan_move(old, new, DAY),
+            Refresh::Delta {
+                left: split_range(31 * DAY - HOUR + 1, 31 * DAY + 1, DAY),
+                came_due: RangeParts {
+                    buckets: None,
+                    from_source: vec![(DAY - HOUR, DAY)],
+                },
+            }
+        );
+        assert_eq!(plan_move(old, old, DAY), Refresh::Nothing);
+    }
+
+    #[test]
+    fn buckets_before_the_one_holding_the_window_start_are_dropped() {
+        let w = Window {
+            start: DAY + HOUR,
+            end: 31 * DAY,
+        };
+        assert_eq!(first_bucket_kept(w, DAY), DAY);
+    }
+}
