@@ -84,7 +84,10 @@ fn random_write(c: &mut Client, session: usize, i: u64) -> Result<(), postgres::
     let user = 1 + r.below(220);
     let id = 1 + r.below(21_000);
     let time = match r.below(3) {
-        0 => format!("now() - interval '30 days' + interval '{} ms'", r.below(20_000) - 2_000),
+        0 => format!(
+            "now() - interval '30 days' + interval '{} ms'",
+            r.below(20_000) - 2_000
+        ),
         1 => format!("now() + interval '{} ms'", r.below(4_000)),
         _ => format!("now() - interval '{} minutes'", r.below(60 * 24 * 60)),
     };
@@ -150,7 +153,10 @@ fn random_writes_and_refreshes_keep_the_aggregate_exact() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(exact_vs_now, 0, "rolling_exact against seed 001's report at now()");
+    assert_eq!(
+        exact_vs_now, 0,
+        "rolling_exact against seed 001's report at now()"
+    );
 }
 
 /// Two-row transactions on ten hot users, users in random order: with a row-level trigger
@@ -172,7 +178,11 @@ fn sixteen_sessions_on_ten_hot_users_never_deadlock() {
     let writers = Workload::spawn(cluster.config("hot"), 16, hot_pair);
     std::thread::sleep(Duration::from_secs(4));
     let report = writers.stop();
-    assert_eq!(report.error_count(), 0, "no deadlock or any other error: {report:?}");
+    assert_eq!(
+        report.error_count(),
+        0,
+        "no deadlock or any other error: {report:?}"
+    );
     assert!(report.ok > 1_000, "{report:?}");
     assert_eq!(differences(&mut db), (0, 0));
 }

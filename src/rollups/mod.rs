@@ -57,6 +57,8 @@ struct Plan {
     source: Relation,
     groups: Vec<String>,
     time: String,
+    /// timestamptz: compared and binned the same in any TimeZone.
+    time_has_zone: bool,
     measure_names: Vec<String>,
     rows: String,
     measures: String,
@@ -222,7 +224,12 @@ fn rolling_create(
     // CURRENT): the measures and filter were checked in them.
     let function = helper("_dbopt_maintain");
     in_callers_settings(&mut || {
-        ddl::execute(&definition.spec.trigger_function(&function), &function)
+        ddl::execute(
+            &definition
+                .spec
+                .trigger_function(&function, !plan.time_has_zone),
+            &function,
+        )
     });
     let source = plan.source.quoted();
     for (event, transition) in [
@@ -302,8 +309,9 @@ fn check_definition(
         &source,
         time_column,
         "A rolling window is a stretch of time: use a date, timestamp or timestamptz column.",
-    )
-    .name;
+    );
+    let time_has_zone = time.type_oid == pg_sys::TIMESTAMPTZOID;
+    let time = time.name;
     let filter = filter.map(str::trim).filter(|f| !f.is_empty());
     if let Some(filter) = filter {
         gucs::with_local(&[(c"search_path", callers_path)], || {
@@ -334,6 +342,7 @@ fn check_definition(
         source,
         groups,
         time,
+        time_has_zone,
         measure_names,
         rows,
         measures: measures.trim().to_owned(),

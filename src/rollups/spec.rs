@@ -19,6 +19,7 @@ pub const ADDED_ROWS: &str = "dbopt_rows";
 /// Transition tables of the triggers.
 pub const NEW_ROWS: &str = "dbopt_new";
 pub const OLD_ROWS: &str = "dbopt_old";
+const IN_WINDOW: &str = "dbopt_in_window";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -91,29 +92,46 @@ impl Spec {
         bucket_width: Option<&str>,
         sign: Sign,
     ) -> String {
-        let groups = self.groups.join(", ");
-        let bucket = bucket_width
-            .map(|width| {
-                format!(
-                    ", pg_catalog.date_bin({width}, ({})::timestamptz, '2000-01-01 00:00:00+00') AS {BUCKET}",
-                    self.time
-                )
-            })
-            .unwrap_or_default();
+        self.grouped(relation, condition, bucket_width, None, sign)
+    }
+
+    fn grouped(
+        &self,
+        relation: &str,
+        condition: &str,
+        bucket_width: Option<&str>,
+        in_window: Option<&str>,
+        sign: Sign,
+    ) -> String {
+        let mut keys = self.key_columns(bucket_width.is_some());
+        let mut key_sql = self.groups.clone();
+        if let Some(width) = bucket_width {
+            key_sql.push(format!(
+                "pg_catalog.date_bin({width}, ({})::timestamptz, '2000-01-01 00:00:00+00') AS {BUCKET}",
+                self.time
+            ));
+        }
+        if let Some(in_window) = in_window {
+            keys.push(IN_WINDOW.into());
+            key_sql.push(format!("({in_window}) AS {IN_WINDOW}"));
+        }
         let added = if self.rows_added() {
             format!(", count(*) AS {ADDED_ROWS}")
         } else {
             String::new()
         };
         let filter = self.filter.as_deref().unwrap_or("true");
-        let per_bucket = bucket_width.is_some();
+        let positions = (1..=keys.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "SELECT {keys}, {values} FROM (SELECT {groups}{bucket}, {measures}{added} FROM {relation} \
+            "SELECT {keys}, {values} FROM (SELECT {key_sql}, {measures}{added} FROM {relation} \
              WHERE ({filter}) AND {condition} GROUP BY {positions}) c",
-            keys = self.quoted_keys(per_bucket),
+            keys = keys.join(", "),
+            key_sql = key_sql.join(", "),
             values = self.signed_values(sign, true),
             measures = self.measures,
-            positions = self.positions(per_bucket),
         )
     }
 
@@ -221,29 +239,52 @@ impl Spec {
         format!("DELETE FROM {relation}")
     }
 
-    /// The statement-level trigger function on the source. It reads the window of the last
-    /// refresh and applies the statement's changed rows: those inside the window to the
-    /// aggregate table, those from the first kept bucket on to the log. Created with the
-    /// creator's search_path and TimeZone (`SET ... FROM CURRENT`), in which the measures and
-    /// filter were checked and timestamps without time zone are read.
-    pub fn trigger_function(&self, function: &str) -> String {
-        let in_window = format!(
-            "{t} >= dbopt_window_start AND {t} <= dbopt_window_end",
-            t = self.time
+    /// What the trigger runs for one statement, in one statement: read the window of the last
+    /// refresh, group the changed rows (`parts`: transition tables and their sign) per group,
+    /// bucket and whether they fall inside the window, append them all to the log and upsert
+    /// those inside the window into the aggregate table.
+    fn apply_changes(&self, parts: &[(&str, Sign)]) -> String {
+        let t = &self.time;
+        let window = format!(
+            "dbopt_window AS (SELECT refreshed_at - window_size AS dbopt_window_start, \
+               refreshed_at AS dbopt_window_end, bucket_size AS dbopt_bucket_width, \
+               pg_catalog.date_bin(bucket_size, refreshed_at - window_size, '2000-01-01 00:00:00+00') AS dbopt_first_bucket \
+             FROM dbopt.rolling_aggregates WHERE id = {})",
+            self.id
         );
-        let in_buckets = format!("{} >= dbopt_first_bucket", self.time);
+        let changes = parts
+            .iter()
+            .map(|(rows, sign)| {
+                self.grouped(
+                    &format!("{rows}, dbopt_window"),
+                    &format!("{t} >= dbopt_first_bucket"),
+                    Some("dbopt_bucket_width"),
+                    Some(&format!(
+                        "{t} >= dbopt_window_start AND {t} <= dbopt_window_end"
+                    )),
+                    *sign,
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        format!(
+            "WITH {window}, dbopt_changes AS MATERIALIZED ({changes}), dbopt_logged AS ({log}) {upsert}",
+            log = self.append("SELECT * FROM dbopt_changes"),
+            upsert = self.upsert(
+                &self.table,
+                &format!("SELECT * FROM dbopt_changes WHERE {IN_WINDOW}"),
+                false
+            ),
+        )
+    }
+
+    /// The statement-level trigger function on the source. It runs in the creator's
+    /// search_path (`SET ... FROM CURRENT`), where the measures and filter were checked, and,
+    /// with `pin_time_zone`, in the creator's TimeZone, in which a date or a timestamp without
+    /// time zone is compared with the window (a timestamptz compares alike in any).
+    pub fn trigger_function(&self, function: &str, pin_time_zone: bool) -> String {
         let apply = |parts: &[(&str, Sign)], deletes: bool| {
-            let delta = |condition: &str, width: Option<&str>| {
-                parts
-                    .iter()
-                    .map(|(rows, sign)| self.contributions(rows, condition, width, *sign))
-                    .collect::<Vec<_>>()
-                    .join(" UNION ALL ")
-            };
-            let mut statements = vec![
-                self.upsert(&self.table, &delta(&in_window, None), false),
-                self.append(&delta(&in_buckets, Some("dbopt_bucket_width"))),
-            ];
+            let mut statements = vec![self.apply_changes(parts)];
             if deletes {
                 statements.push(self.delete_empty_groups());
             }
@@ -252,23 +293,8 @@ impl Spec {
                 .map(|s| format!("        {s};\n"))
                 .collect::<String>()
         };
-        let window = format!(
-            "SELECT refreshed_at - window_size, refreshed_at, bucket_size,
-               pg_catalog.date_bin(bucket_size, refreshed_at - window_size, '2000-01-01 00:00:00+00'),
-               refresh_epoch
-          INTO dbopt_window_start, dbopt_window_end, dbopt_bucket_width, dbopt_first_bucket,
-               dbopt_epoch
-          FROM dbopt.rolling_aggregates WHERE id = {id}",
-            id = self.id
-        );
         let body = format!(
             "
-DECLARE
-    dbopt_window_start timestamptz;
-    dbopt_window_end timestamptz;
-    dbopt_bucket_width interval;
-    dbopt_first_bucket timestamptz;
-    dbopt_epoch bigint;
 BEGIN
     -- Rows moved to or from an archive by dbopt stay counted until they age out.
     IF pg_catalog.current_setting('dbopt.archiving', true) = 'on' THEN
@@ -280,12 +306,12 @@ BEGIN
         {truncate_log};
         RETURN NULL;
     END IF;
-    {window};
     -- Under REPEATABLE READ or SERIALIZABLE the snapshot may predate the last refresh, or the
     -- aggregate itself: changes applied with the window it shows would corrupt the table. The
     -- sequence, read outside any snapshot, says whether a refresh came since.
-    IF NOT FOUND OR (pg_catalog.current_setting('transaction_isolation') <> 'read committed'
-                     AND dbopt_epoch <> (SELECT last_value FROM {epoch})) THEN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed'
+       AND NOT EXISTS (SELECT FROM dbopt.rolling_aggregates
+                        WHERE id = {id} AND refresh_epoch = (SELECT last_value FROM {epoch})) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'serialization_failure',
             MESSAGE = {refreshed},
@@ -298,6 +324,7 @@ BEGIN
     RETURN NULL;
 END
 ",
+            id = self.id,
             epoch = self.epoch,
             refreshed = sql_literal(&format!(
                 "rolling aggregate {} was refreshed after this transaction's snapshot was taken",
@@ -312,7 +339,12 @@ END
         );
         format!(
             "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
-             SET search_path FROM CURRENT SET TimeZone FROM CURRENT AS {}",
+             SET search_path FROM CURRENT{} AS {}",
+            if pin_time_zone {
+                " SET TimeZone FROM CURRENT"
+            } else {
+                ""
+            },
             dollar_quoted(&body)
         )
     }
@@ -424,7 +456,7 @@ mod tests {
             filter: Some("note <> '$dbopt0$ ; drop table t'".into()),
             ..seed()
         };
-        let sql = spec.trigger_function(r#""public"."f""#);
+        let sql = spec.trigger_function(r#""public"."f""#, true);
         assert!(sql.contains(" AS $dbopt1$\n"));
         assert!(sql.ends_with("$dbopt1$"));
         assert_eq!(sql.matches("$dbopt1$").count(), 2);
