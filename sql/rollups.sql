@@ -72,7 +72,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UT
 DECLARE
     plan record;
 BEGIN
-    SELECT * INTO plan FROM @extschema@.rolling_exact_query(aggregate);
+    SELECT * INTO plan FROM @extschema@.rolling_query(aggregate, 'exact');
     PERFORM pg_catalog.set_config('search_path', plan.search_path, true);
     PERFORM pg_catalog.set_config('TimeZone', plan.time_zone, true);
     RETURN QUERY EXECUTE plan.query USING plan.params;
@@ -85,7 +85,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UT
 DECLARE
     plan record;
 BEGIN
-    SELECT * INTO plan FROM @extschema@.rolling_verify_query(aggregate);
+    SELECT * INTO plan FROM @extschema@.rolling_query(aggregate, 'verify');
     PERFORM pg_catalog.set_config('search_path', plan.search_path, true);
     PERFORM pg_catalog.set_config('TimeZone', plan.time_zone, true);
     RETURN QUERY EXECUTE plan.query USING plan.params;

@@ -78,6 +78,28 @@ fn current_role() -> String {
         .unwrap_or_default()
 }
 
+/// Raises 3F000 when `schema` does not exist; `of` names what the caller passed, e.g.
+/// `archive_table "cold.orders"`.
+pub fn require_schema(schema: &str, of: &str) {
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        &[schema.into()],
+    )
+    .or_raise("looking up a schema")
+    .unwrap_or(false);
+    if !exists {
+        DboptError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+            format!("schema \"{schema}\" of {of} does not exist"),
+        )
+        .hint(format!(
+            "CREATE SCHEMA {} first.",
+            crate::ident::quote_identifier(schema)
+        ))
+        .raise()
+    }
+}
+
 /// Looks up a time column (42703 when missing) and refuses anything but date, timestamp and
 /// timestamptz (42804); `hint` says why the caller's feature needs one.
 pub fn require_time_column(rel: &Relation, column: &str, hint: &str) -> Column {

@@ -23,6 +23,9 @@ pub mod partitions;
 pub mod rollups;
 pub mod schedule;
 
+#[cfg(any(test, feature = "pg_test"))]
+pub mod testing;
+
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/partitions.sql", name = "partitions", finalize);
 

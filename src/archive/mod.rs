@@ -132,6 +132,7 @@ fn archive_begin(
                 &[older_than.into()],
             )
             .or_raise("computing the cutoff");
+            warn_about_rolling_aggregates(&source, older_than);
             (cutoff, Some(column.name))
         }
         Direction::Unarchive => (None, None),
@@ -236,6 +237,23 @@ fn in_callers_path<T>(callers_path: &str, f: impl FnOnce() -> T) -> T {
     gucs::with_local(&[(c"search_path", callers_path)], f)
 }
 
+/// Rows archived inside a rolling aggregate's window stay counted by it (their deletes are
+/// archive moves) but are gone from the source its rebuild and verification read.
+fn warn_about_rolling_aggregates(source: &Relation, older_than: Interval) {
+    let aggregates = Spi::get_one_with_args::<String>(
+        "SELECT string_agg(aggregate::text || ' (' || window_size || ')', ', ' ORDER BY id)
+           FROM dbopt.rolling_aggregates WHERE source = $1 AND window_size > $2",
+        &[source.oid.into(), older_than.into()],
+    )
+    .or_raise("looking for rolling aggregates");
+    if let Some(aggregates) = aggregates {
+        pgrx::warning!(
+            "dbopt.archive: rows of {} older than {older_than} are inside the window of {aggregates}: they stay counted there until they age out, but rebuild_rolling and verify_rolling will no longer see them",
+            source.quoted()
+        );
+    }
+}
+
 /// A name the caller passed (as `parameter`), split into schema and name; by default
 /// `<source>_<suffix>` beside source. The schema must exist.
 fn qualified_name(
@@ -259,23 +277,7 @@ fn qualified_name(
         ))
         .raise(),
     };
-    let schema_exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-        &[schema.as_str().into()],
-    )
-    .or_raise("looking up a schema")
-    .unwrap_or(false);
-    if !schema_exists {
-        DboptError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
-            format!("schema \"{schema}\" of {parameter} \"{text}\" does not exist"),
-        )
-        .hint(format!(
-            "CREATE SCHEMA {} first.",
-            quote_identifier(&schema)
-        ))
-        .raise()
-    }
+    checks::require_schema(&schema, &format!("{parameter} \"{text}\""));
     (schema, name)
 }
 

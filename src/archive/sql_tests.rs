@@ -5,15 +5,8 @@
 #[pgrx::pg_schema]
 mod tests {
     use crate::errors::raised_by;
+    use crate::testing::{one, sql};
     use pgrx::prelude::*;
-
-    fn sql(statements: &str) {
-        Spi::run(statements).unwrap();
-    }
-
-    fn one<T: IntoDatum + FromDatum>(query: &str) -> T {
-        Spi::get_one::<T>(query).unwrap().unwrap()
-    }
 
     /// 1,000 jobs over 1,000 hours, every third one still pending; a few columns of other kinds.
     fn jobs() {

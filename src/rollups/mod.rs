@@ -489,19 +489,7 @@ fn aggregate_name(text: &str, callers_path: &str) -> (String, String) {
         ))
         .raise()
     }
-    let schema_exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-        &[schema.as_str().into()],
-    )
-    .or_raise("looking up a schema")
-    .unwrap_or(false);
-    if !schema_exists {
-        DboptError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
-            format!("schema \"{schema}\" of \"{text}\" does not exist"),
-        )
-        .raise()
-    }
+    checks::require_schema(&schema, &format!("name \"{text}\""));
     let taken = Spi::get_one_with_args::<String>(
         "SELECT (SELECT c.relname::text FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -921,13 +909,14 @@ fn rolling_refresh_of(aggregate: pg_sys::Oid, as_of: Option<TimestampWithTimeZon
     })
 }
 
-/// The query `dbopt.rolling_exact` runs: the table's rows brought to now without changing
-/// them. Returned with its parameters and settings, so the SQL wrapper runs it and the rows
-/// come back as PostgreSQL made them.
+/// The read-only queries behind `dbopt.rolling_exact` ("exact") and `dbopt.verify_rolling`
+/// ("verify"), with their parameters and the settings to run them in: the SQL wrappers run
+/// them, so the rows come back as PostgreSQL made them.
 #[pg_extern(stable)]
 #[search_path(pg_catalog, pg_temp)]
-fn rolling_exact_query(
+fn rolling_query(
     aggregate: pg_sys::Oid,
+    purpose: &str,
 ) -> TableIterator<
     'static,
     (
@@ -938,37 +927,10 @@ fn rolling_exact_query(
     ),
 > {
     let def = Definition::load(aggregate, false);
-    let (query, params) = def.in_settings(|| {
-        let old = def.window_ending(def.refreshed_at);
-        let new = def.window_ending(now_of_statement());
-        let mut params = Vec::new();
-        let (recompute, mut rows) = def.move_rows(
-            window::plan_move(old, new, def.bucket_micros()),
-            &mut params,
-        );
-        if !recompute {
-            rows.push(def.spec.stored_rows(&def.spec.table, false));
-        }
-        let keys = def.spec.groups.join(", ");
-        let sums = def
-            .spec
-            .value_columns()
-            .iter()
-            .map(|c| format!("sum({c}) AS {c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut columns = def.group_names.clone();
-        columns.extend(def.measure_names.iter().cloned());
-        (
-            format!(
-                "SELECT {object} FROM (SELECT {keys}, {sums} FROM ({rows}) d GROUP BY {keys} \
-                 HAVING sum({count}) <> 0) r",
-                object = def.json_object(&columns),
-                rows = rows.join(" UNION ALL "),
-                count = def.spec.rows,
-            ),
-            params,
-        )
+    let (query, params) = def.in_settings(|| match purpose {
+        "exact" => exact_query(&def),
+        "verify" => verify_query(&def),
+        other => invalid(format!("unknown rolling aggregate query \"{other}\"")).raise(),
     });
     TableIterator::once((
         query,
@@ -976,6 +938,40 @@ fn rolling_exact_query(
         def.search_path,
         def.time_zone,
     ))
+}
+
+/// The table's rows brought to now() without changing them.
+fn exact_query(def: &Definition) -> (String, Vec<i64>) {
+    let old = def.window_ending(def.refreshed_at);
+    let new = def.window_ending(now_of_statement());
+    let mut params = Vec::new();
+    let (recompute, mut rows) = def.move_rows(
+        window::plan_move(old, new, def.bucket_micros()),
+        &mut params,
+    );
+    if !recompute {
+        rows.push(def.spec.stored_rows(&def.spec.table, false));
+    }
+    let keys = def.spec.groups.join(", ");
+    let sums = def
+        .spec
+        .value_columns()
+        .iter()
+        .map(|c| format!("sum({c}) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut columns = def.group_names.clone();
+    columns.extend(def.measure_names.iter().cloned());
+    (
+        format!(
+            "SELECT {object} FROM (SELECT {keys}, {sums} FROM ({rows}) d GROUP BY {keys} \
+                 HAVING sum({count}) <> 0) r",
+            object = def.json_object(&columns),
+            rows = rows.join(" UNION ALL "),
+            count = def.spec.rows,
+        ),
+        params,
+    )
 }
 
 fn now_of_statement() -> i64 {
@@ -985,39 +981,25 @@ fn now_of_statement() -> i64 {
         .into()
 }
 
-/// The query `dbopt.verify_rolling` runs: the table against its window recomputed from the
-/// source, and the buckets (with the log) against the source per bucket.
-#[pg_extern(stable)]
-#[search_path(pg_catalog, pg_temp)]
-fn rolling_verify_query(
-    aggregate: pg_sys::Oid,
-) -> TableIterator<
-    'static,
-    (
-        name!(query, String),
-        name!(params, Vec<TimestampWithTimeZone>),
-        name!(search_path, String),
-        name!(time_zone, String),
-    ),
-> {
-    let def = Definition::load(aggregate, false);
-    let query = def.in_settings(|| {
-        let t = &def.spec.time;
-        let values = def.spec.value_columns();
-        let mut value_names = def.measure_names.clone();
-        if def.spec.rows == ADDED_ROWS {
-            value_names.push(ADDED_ROWS.into());
-        }
-        let object = def.json_object(&value_names);
-        let key = def.json_key();
-        let keys = def.spec.groups.join(", ");
-        let sums = values
-            .iter()
-            .map(|c| format!("sum({c}) AS {c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let compare = |bucket: &str, stored: &str, fresh: &str| {
-            format!(
+/// The table against its window recomputed from the source, and the buckets (with the log)
+/// against the source per bucket.
+fn verify_query(def: &Definition) -> (String, Vec<i64>) {
+    let t = &def.spec.time;
+    let values = def.spec.value_columns();
+    let mut value_names = def.measure_names.clone();
+    if def.spec.rows == ADDED_ROWS {
+        value_names.push(ADDED_ROWS.into());
+    }
+    let object = def.json_object(&value_names);
+    let key = def.json_key();
+    let keys = def.spec.groups.join(", ");
+    let sums = values
+        .iter()
+        .map(|c| format!("sum({c}) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let compare = |bucket: &str, stored: &str, fresh: &str| {
+        format!(
                 "SELECT coalesce(s.b, f.b) AS bucket, coalesce(s.k, f.k) AS group_key, \
                         s.v AS stored, f.v AS recomputed \
                    FROM ({stored}) s FULL JOIN ({fresh}) f ON s.k = f.k AND s.b IS NOT DISTINCT FROM f.b \
@@ -1025,58 +1007,55 @@ fn rolling_verify_query(
                 stored = stored.replace("{bucket}", bucket),
                 fresh = fresh.replace("{bucket}", bucket),
             )
-        };
-        let width = format!("'{} microseconds'::interval", def.bucket_micros());
-        let table_check = compare(
-            "NULL::timestamptz",
-            &format!("SELECT {{bucket}} AS b, {key} AS k, {object} AS v FROM {}", def.spec.table),
-            &format!(
-                "SELECT {{bucket}} AS b, {key} AS k, {object} AS v FROM ({}) c",
-                def.spec.contributions(
-                    &def.spec.source,
-                    &format!("{t} >= $1[1] AND {t} <= $1[2]"),
-                    None,
-                    Sign::Plus
-                )
-            ),
-        );
-        let bucket_check = compare(
-            BUCKET,
-            &format!(
-                "SELECT {BUCKET} AS b, {key} AS k, {object} AS v FROM \
+    };
+    let width = format!("'{} microseconds'::interval", def.bucket_micros());
+    let table_check = compare(
+        "NULL::timestamptz",
+        &format!(
+            "SELECT {{bucket}} AS b, {key} AS k, {object} AS v FROM {}",
+            def.spec.table
+        ),
+        &format!(
+            "SELECT {{bucket}} AS b, {key} AS k, {object} AS v FROM ({}) c",
+            def.spec.contributions(
+                &def.spec.source,
+                &format!("{t} >= $1[1] AND {t} <= $1[2]"),
+                None,
+                Sign::Plus
+            )
+        ),
+    );
+    let bucket_check = compare(
+        BUCKET,
+        &format!(
+            "SELECT {BUCKET} AS b, {key} AS k, {object} AS v FROM \
                  (SELECT {keys}, {BUCKET}, {sums} FROM ({stored}) u GROUP BY {keys}, {BUCKET} \
                   HAVING sum({count}) <> 0) c",
-                stored = [&def.spec.buckets, &def.spec.log]
-                    .iter()
-                    .map(|r| def.spec.stored_rows(r, true))
-                    .collect::<Vec<_>>()
-                    .join(" UNION ALL "),
-                count = def.spec.rows,
-            ),
-            &format!(
-                "SELECT {BUCKET} AS b, {key} AS k, {object} AS v FROM ({}) c",
-                def.spec.contributions(
-                    &def.spec.source,
-                    &format!("{t} >= $1[3]"),
-                    Some(&width),
-                    Sign::Plus
-                )
-            ),
-        );
-        format!("{table_check} UNION ALL {bucket_check} ORDER BY 1 NULLS FIRST, 2")
-    });
-    let window = def.in_settings(|| def.window_ending(def.refreshed_at));
+            stored = [&def.spec.buckets, &def.spec.log]
+                .iter()
+                .map(|r| def.spec.stored_rows(r, true))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+            count = def.spec.rows,
+        ),
+        &format!(
+            "SELECT {BUCKET} AS b, {key} AS k, {object} AS v FROM ({}) c",
+            def.spec.contributions(
+                &def.spec.source,
+                &format!("{t} >= $1[3]"),
+                Some(&width),
+                Sign::Plus
+            )
+        ),
+    );
+    let query = format!("{table_check} UNION ALL {bucket_check} ORDER BY 1 NULLS FIRST, 2");
+    let window = def.window_ending(def.refreshed_at);
     let params = vec![
         window.start,
         window.end,
         window::first_bucket_kept(window, def.bucket_micros()),
     ];
-    TableIterator::once((
-        query,
-        params.into_iter().map(timestamp).collect(),
-        def.search_path,
-        def.time_zone,
-    ))
+    (query, params)
 }
 
 #[pg_extern]
@@ -1130,8 +1109,7 @@ extension_sql_file!(
     requires = [
         rolling_create,
         rolling_refresh_of,
-        rolling_exact_query,
-        rolling_verify_query,
+        rolling_query,
         rolling_rebuild_of,
         rolling_drop_of
     ]

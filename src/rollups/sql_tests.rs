@@ -5,15 +5,8 @@
 
 #[pgrx::pg_schema]
 mod tests {
+    use crate::testing::{one, sql};
     use pgrx::prelude::*;
-
-    fn sql(statements: &str) {
-        Spi::run(statements).unwrap();
-    }
-
-    fn one<T: IntoDatum + FromDatum>(query: &str) -> T {
-        Spi::get_one::<T>(query).unwrap().unwrap()
-    }
 
     /// Seed 001's orders: 3,000 over 60 days and a day ahead, a fifth of them not completed,
     /// some without a user.
@@ -322,7 +315,7 @@ mod tests {
              create("a", ", filter => 'true; drop table orders'")),
             ("42601", "filter for public.orders is not a boolean expression over its columns: it is not a single expression",
              create("a", ", filter => 'true) ; drop table orders; select (1'")),
-            ("3F000", "schema \"cold\" of \"cold.a\" does not exist", create("cold.a", "")),
+            ("3F000", "schema \"cold\" of name \"cold.a\" does not exist", create("cold.a", "")),
             ("42622", "name \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is longer than 48 bytes",
              create(&"a".repeat(49), "")),
             ("42501", "permission denied: dbopt.create_rolling_aggregate needs TRIGGER on public.orders",
