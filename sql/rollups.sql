@@ -45,8 +45,9 @@ CREATE POLICY owners ON @extschema@.rolling_aggregates
                (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = aggregate), 'USAGE'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.rolling_aggregates TO PUBLIC;
 
--- The public functions take the caller's names as text and resolve them in the caller's
--- search_path, so they pin none themselves; everything they call is schema-qualified.
+-- The public functions pin their own search_path like every dbopt function, so the caller's
+-- comes in as a parameter whose default is evaluated by the calling query, in the caller's
+-- settings: names are resolved, and measures and filters read, where the caller wrote them.
 CREATE FUNCTION @extschema@.create_rolling_aggregate(
     name text,
     source regclass,
@@ -55,13 +56,21 @@ CREATE FUNCTION @extschema@.create_rolling_aggregate(
     measures text,
     window_size interval DEFAULT '30 days',
     filter text DEFAULT NULL,
-    bucket_size interval DEFAULT NULL
+    bucket_size interval DEFAULT NULL,
+    search_path text DEFAULT pg_catalog.current_setting('search_path'),
+    time_zone text DEFAULT pg_catalog.current_setting('TimeZone')
 ) RETURNS regclass
-LANGUAGE sql AS $$
-    SELECT @extschema@.rolling_create(name, source, group_by, time_column, measures, window_size,
-                                      filter, bucket_size,
-                                      pg_catalog.current_setting('search_path'),
-                                      pg_catalog.current_setting('TimeZone'))
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@.rolling_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+$$;
+
+-- The relation a caller's name means in the caller's search_path.
+CREATE FUNCTION @extschema@.rolling_resolve(name text, callers_path text) RETURNS regclass
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', callers_path, true);
+    RETURN name::pg_catalog.regclass;
+END
 $$;
 
 -- Exact answers and verification are read-only queries that Rust plans (src/rollups/) and
@@ -94,27 +103,34 @@ $$;
 
 -- The aggregate as of now(): the table's rows with what aged out since the last refresh
 -- taken off and what came due added, each group as one JSON object.
-CREATE FUNCTION @extschema@.rolling_exact(name text) RETURNS SETOF jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT @extschema@.rolling_exact_of(name::pg_catalog.regclass)
+CREATE FUNCTION @extschema@.rolling_exact(
+    name text, search_path text DEFAULT pg_catalog.current_setting('search_path')
+) RETURNS SETOF jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@.rolling_exact_of(@extschema@.rolling_resolve($1, $2))
 $$;
 
 -- The groups where the table (bucket NULL) or a bucket of partial sums differs from the
 -- source recomputed: no rows when the aggregate is exact.
-CREATE FUNCTION @extschema@.verify_rolling(name text)
-RETURNS TABLE (bucket timestamptz, group_key jsonb, stored jsonb, recomputed jsonb)
-LANGUAGE sql STABLE AS $$
-    SELECT * FROM @extschema@.rolling_verify_of(name::pg_catalog.regclass)
+CREATE FUNCTION @extschema@.verify_rolling(
+    name text, search_path text DEFAULT pg_catalog.current_setting('search_path')
+) RETURNS TABLE (bucket timestamptz, group_key jsonb, stored jsonb, recomputed jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM @extschema@.rolling_verify_of(@extschema@.rolling_resolve($1, $2))
 $$;
 
-CREATE FUNCTION @extschema@.rebuild_rolling(name text) RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT @extschema@.rolling_rebuild_of(name::pg_catalog.regclass)
+CREATE FUNCTION @extschema@.rebuild_rolling(
+    name text, search_path text DEFAULT pg_catalog.current_setting('search_path')
+) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@.rolling_rebuild_of(@extschema@.rolling_resolve($1, $2))
 $$;
 
-CREATE FUNCTION @extschema@.drop_rolling_aggregate(name text) RETURNS void
-LANGUAGE sql AS $$
-    SELECT @extschema@.rolling_drop_of(name::pg_catalog.regclass)
+CREATE FUNCTION @extschema@.drop_rolling_aggregate(
+    name text, search_path text DEFAULT pg_catalog.current_setting('search_path')
+) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@.rolling_drop_of(@extschema@.rolling_resolve($1, $2))
 $$;
 
 -- Brings one aggregate, or every one the caller owns, to now (or as_of): each in its own
@@ -122,12 +138,14 @@ $$;
 CREATE PROCEDURE @extschema@.refresh_rolling(name text DEFAULT NULL, as_of timestamptz DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
+    callers_path text := pg_catalog.current_setting('search_path');
     wanted regclass;
     aggregate regclass;
     summary text;
 BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF name IS NOT NULL THEN
-        wanted := name::pg_catalog.regclass;
+        wanted := @extschema@.rolling_resolve(name, callers_path);
     END IF;
     FOR aggregate IN
         SELECT r.aggregate FROM @extschema@.rolling_aggregates r
@@ -140,6 +158,7 @@ BEGIN
     LOOP
         summary := @extschema@.rolling_refresh_of(aggregate, as_of);
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         RAISE NOTICE 'dbopt.refresh_rolling: %', summary;
     END LOOP;
     -- Not a rolling aggregate: the same call outside the loop says so.
