@@ -3,6 +3,8 @@
 -- one row per user with rolling totals. dbopt keeps it exact at every write with statement-level
 -- triggers, and moves its window with refresh_rolling.
 \echo '== Seed 001 A3: user_spending_30d over dbopt_demo.orders'
+-- refresh_rolling reads the edges of the window through an index on the time column.
+CREATE INDEX IF NOT EXISTS orders_created_at ON dbopt_demo.orders (created_at);
 \timing on
 SELECT dbopt.create_rolling_aggregate(
     name => 'dbopt_demo.user_spending_30d', source => 'dbopt_demo.orders',
