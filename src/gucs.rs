@@ -98,6 +98,14 @@ pub fn with_local<T>(settings: &[(&std::ffi::CStr, &str)], f: impl FnOnce() -> T
     result
 }
 
+/// Runs `f` with the caller's search_path, for the SQL that evaluates the caller's expressions
+/// (filters, measures) and fires the caller's triggers: they were written for it, not for
+/// dbopt's pinned path. dbopt's own statements name everything with its schema, so they
+/// resolve the same either way.
+pub fn in_search_path<T>(callers_path: &str, f: impl FnOnce() -> T) -> T {
+    with_local(&[(c"search_path", callers_path)], f)
+}
+
 pub fn partition_timezone() -> String {
     PARTITION_TIMEZONE
         .get()

@@ -148,7 +148,7 @@ fn archive_begin(
 
     if direction == Direction::Archive {
         if let Some(filter) = filter {
-            in_callers_path(callers_path, || checks::check_filter(&source, filter));
+            gucs::in_search_path(callers_path, || checks::check_filter(&source, filter));
         }
         // Before the archive is created: a caller who cannot move rows creates nothing.
         checks::require_privilege(&source, "SELECT", "dbopt.archive");
@@ -177,7 +177,7 @@ fn archive_begin(
         Direction::Unarchive => (&archive, &source, "dbopt.unarchive"),
     };
     if let (Direction::Unarchive, Some(filter)) = (direction, filter) {
-        in_callers_path(callers_path, || checks::check_filter(&archive, filter));
+        gucs::in_search_path(callers_path, || checks::check_filter(&archive, filter));
     }
     checks::require_privilege(moved_from, "SELECT", why);
     checks::require_privilege(moved_from, "DELETE", why);
@@ -228,13 +228,6 @@ fn archive_begin(
     .expect("INSERT … RETURNING returns the row");
     plan_targets(run);
     run
-}
-
-/// Runs `f` with the caller's search_path, for the SQL that evaluates the caller's filter and
-/// fires the caller's triggers: they were written for it, not for dbopt's pinned path. dbopt's
-/// own statements name everything with its schema, so they resolve the same either way.
-fn in_callers_path<T>(callers_path: &str, f: impl FnOnce() -> T) -> T {
-    gucs::with_local(&[(c"search_path", callers_path)], f)
 }
 
 /// Rows archived inside a rolling aggregate's window stay counted by it (their deletes are
@@ -646,7 +639,7 @@ impl Run {
     /// One value from a query about the rows to move ($1: the cutoff), run in the caller's
     /// search_path like the batches, since it evaluates the caller's filter.
     fn ask<T: IntoDatum + FromDatum>(&self, query: String, doing: &str) -> Option<T> {
-        in_callers_path(&self.callers_path, || {
+        gucs::in_search_path(&self.callers_path, || {
             Spi::get_one_with_args::<T>(&query, &[self.cutoff.into()])
         })
         .or_raise(doing)

@@ -180,7 +180,7 @@ fn rolling_create(
         ddl::execute(step, &table);
     }
 
-    let id = Spi::get_one_with_args::<i64>(
+    let aggregate = Spi::get_one_with_args::<pg_sys::Oid>(
         &format!(
             "INSERT INTO dbopt.rolling_aggregates
                 (aggregate, source, buckets, log, epoch, group_by, time_column, measures,
@@ -188,7 +188,7 @@ fn rolling_create(
                  time_zone, refreshed_at, refresh_epoch)
              VALUES ({t}::regclass, $1, {b}::regclass, {l}::regclass, {e}::regclass, $2, $3, $4,
                      $5, $6, $7, $8, $9, $10, $11, clock_timestamp(), nextval({e}::regclass))
-             RETURNING id",
+             RETURNING aggregate::oid",
             t = quote_literal(&table),
             b = quote_literal(&buckets),
             l = quote_literal(&log),
@@ -209,15 +209,9 @@ fn rolling_create(
         ],
     )
     .or_raise("recording the rolling aggregate")
-    .expect("INSERT ... RETURNING gives the id");
-
-    let aggregate = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT aggregate::oid FROM dbopt.rolling_aggregates WHERE id = $1",
-        &[id.into()],
-    )
-    .or_raise("reading the new aggregate")
-    .expect("just inserted");
+    .expect("INSERT ... RETURNING gives the aggregate");
     let definition = Definition::load(aggregate, false);
+    let id = definition.id;
     fill(&definition);
 
     // The trigger function captures the caller's search_path and TimeZone (SET ... FROM
@@ -314,13 +308,10 @@ fn check_definition(
     let time = time.name;
     let filter = filter.map(str::trim).filter(|f| !f.is_empty());
     if let Some(filter) = filter {
-        gucs::with_local(&[(c"search_path", callers_path)], || {
-            checks::check_filter(&source, filter)
-        });
+        gucs::in_search_path(callers_path, || checks::check_filter(&source, filter));
     }
-    let (measure_names, rows) = gucs::with_local(&[(c"search_path", callers_path)], || {
-        check_measures(&source, measures)
-    });
+    let (measure_names, rows) =
+        gucs::in_search_path(callers_path, || check_measures(&source, measures));
 
     let mut seen = std::collections::HashSet::new();
     for column in groups.iter().chain(&measure_names) {
@@ -457,7 +448,7 @@ fn aggregate_name(text: &str, callers_path: &str) -> (String, String) {
     .execute();
     let (schema, name) = match parts.as_slice() {
         [name] => {
-            let schema = gucs::with_local(&[(c"search_path", callers_path)], || {
+            let schema = gucs::in_search_path(callers_path, || {
                 Spi::get_one::<String>("SELECT current_schema()::text")
                     .or_raise("reading current_schema")
             });
@@ -833,22 +824,28 @@ fn record_refresh(def: &Definition, end: i64, groups: u64, started: Option<std::
     .or_raise("recording a refresh");
 }
 
-/// Locks the source against writers (at most dbopt.lock_timeout) so that no trigger applies a
-/// change with the window being replaced.
-fn lock_source(def: &Definition, mode: &str) {
-    ddl::execute(
-        &format!("LOCK TABLE {} IN {mode} MODE", def.source.quoted()),
-        &def.source.quoted(),
-    );
+/// Locks the aggregate's source in `mode` (waiting at most dbopt.lock_timeout), so that no
+/// trigger applies a change with the window being replaced, then reads the definition with its
+/// row lock, which serializes refreshes of one aggregate.
+fn lock_source_and_load(aggregate: pg_sys::Oid, mode: &str) -> Definition {
+    let source = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT source::oid FROM dbopt.rolling_aggregates WHERE aggregate = $1)",
+        &[aggregate.into()],
+    )
+    .or_raise("finding an aggregate's source");
+    if let Some(source) = source {
+        let source = Relation::from_oid(source).quoted();
+        ddl::execute(&format!("LOCK TABLE {source} IN {mode} MODE"), &source);
+    }
+    // Raises 42809 when `aggregate` is not a rolling aggregate.
+    Definition::load(aggregate, true)
 }
 
 #[pg_extern]
 #[search_path(pg_catalog, pg_temp)]
 fn rolling_refresh_of(aggregate: pg_sys::Oid, as_of: Option<TimestampWithTimeZone>) -> String {
     let started = std::time::Instant::now();
-    let def = Definition::load(aggregate, false);
-    lock_source(&def, "SHARE");
-    let def = Definition::load(aggregate, true);
+    let def = lock_source_and_load(aggregate, "SHARE");
     let end: i64 = as_of.map(Into::into).unwrap_or_else(now_micros);
     let old = def.window_ending(def.refreshed_at);
     if end <= def.refreshed_at {
@@ -1061,9 +1058,7 @@ fn verify_query(def: &Definition) -> (String, Vec<i64>) {
 #[pg_extern]
 #[search_path(pg_catalog, pg_temp)]
 fn rolling_rebuild_of(aggregate: pg_sys::Oid) -> i64 {
-    let def = Definition::load(aggregate, false);
-    lock_source(&def, "SHARE");
-    let def = Definition::load(aggregate, true);
+    let def = lock_source_and_load(aggregate, "SHARE");
     i64::try_from(fill(&def)).unwrap_or(i64::MAX)
 }
 
