@@ -21,11 +21,17 @@ CREATE TABLE @extschema@.rolling_aggregates (
     filter text,
     window_size interval NOT NULL,
     bucket_size interval NOT NULL,
+    -- How far past its last refresh the table counts rows: new rows show at once as long as
+    -- refresh_rolling runs at least this often.
+    lookahead interval NOT NULL,
     -- The creator's search_path and TimeZone: the measures and filter are evaluated in them.
     search_path text NOT NULL,
     time_zone text NOT NULL,
-    -- The aggregate table holds the window [refreshed_at - window_size, refreshed_at].
+    -- The aggregate table holds the rows with window_start <= time <= window_end:
+    -- [refreshed_at - window_size, refreshed_at + lookahead], computed in time_zone.
     refreshed_at timestamptz NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end timestamptz NOT NULL,
     refresh_epoch bigint NOT NULL,
     last_refresh_ms double precision,
     last_refresh_groups bigint,
@@ -57,11 +63,12 @@ CREATE FUNCTION @extschema@.create_rolling_aggregate(
     window_size interval DEFAULT '30 days',
     filter text DEFAULT NULL,
     bucket_size interval DEFAULT NULL,
+    lookahead interval DEFAULT NULL,
     search_path text DEFAULT pg_catalog.current_setting('search_path'),
     time_zone text DEFAULT pg_catalog.current_setting('TimeZone')
 ) RETURNS regclass
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT @extschema@.rolling_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    SELECT @extschema@.rolling_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 $$;
 
 -- The relation a caller's name means in the caller's search_path.

@@ -43,7 +43,8 @@ fn orders_with_aggregate(db: &mut Client) {
              name => 'user_spending_30d', source => 'orders', group_by => 'user_id',
              time_column => 'created_at',
              measures => 'count(*) AS total_orders, sum(total_amount) AS total_spent',
-             filter => $$status = 'completed'$$, bucket_size => '1 hour');",
+             filter => $$status = 'completed'$$, bucket_size => '1 hour',
+             lookahead => '2 seconds');",
     )
     .unwrap();
 }
@@ -59,14 +60,14 @@ fn differences(db: &mut Client) -> (i64, i64) {
                          EXCEPT ALL
                          SELECT o.user_id, count(o.id), sum(o.total_amount)
                            FROM orders o, dbopt.rolling_aggregates w
-                          WHERE o.created_at >= w.refreshed_at - interval '30 days'
-                            AND o.created_at <= w.refreshed_at AND o.status = 'completed'
+                          WHERE o.created_at >= w.window_start
+                            AND o.created_at <= w.window_end AND o.status = 'completed'
                           GROUP BY o.user_id)
                         UNION ALL
                         (SELECT o.user_id, count(o.id), sum(o.total_amount)
                            FROM orders o, dbopt.rolling_aggregates w
-                          WHERE o.created_at >= w.refreshed_at - interval '30 days'
-                            AND o.created_at <= w.refreshed_at AND o.status = 'completed'
+                          WHERE o.created_at >= w.window_start
+                            AND o.created_at <= w.window_end AND o.status = 'completed'
                           GROUP BY o.user_id
                          EXCEPT ALL
                          SELECT user_id, total_orders, total_spent FROM user_spending_30d)) d)",
@@ -77,8 +78,8 @@ fn differences(db: &mut Client) -> (i64, i64) {
 }
 
 /// One random write. Times cluster where a refresh moves things: around the window's start
-/// (rows about to age out) and just ahead of now (rows about to come due), the rest anywhere in
-/// 60 days.
+/// (rows about to age out) and just ahead of now, across the 2-second lookahead (rows counted at
+/// once or coming due), the rest anywhere in 60 days.
 fn random_write(c: &mut Client, session: usize, i: u64) -> Result<(), postgres::Error> {
     let mut r = Random(((session as u64) << 32) ^ i);
     let user = 1 + r.below(220);

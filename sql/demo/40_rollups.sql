@@ -26,18 +26,21 @@ SELECT u.id, u.username, s.total_orders, s.total_spent
 
 \echo '== A write shows at once: a completed order for the 10th user, a refund for the 1st'
 SELECT user_id AS tenth FROM dbopt_demo.user_spending_30d ORDER BY total_spent DESC OFFSET 9 LIMIT 1 \gset
+SELECT user_id AS first FROM dbopt_demo.user_spending_30d ORDER BY total_spent DESC LIMIT 1 \gset
+SELECT user_id, total_orders, total_spent FROM dbopt_demo.user_spending_30d
+ WHERE user_id IN (:first, :tenth) ORDER BY total_spent DESC;
 INSERT INTO dbopt_demo.orders (user_id, total_amount, status) VALUES (:tenth, 999.99, 'completed');
 UPDATE dbopt_demo.orders SET status = 'refunded'
  WHERE id = (SELECT o.id FROM dbopt_demo.orders o
-              WHERE o.user_id = (SELECT user_id FROM dbopt_demo.user_spending_30d
-                                  ORDER BY total_spent DESC LIMIT 1)
-                AND o.status = 'completed' AND o.created_at >= now() - interval '30 days'
+              WHERE o.user_id = :first AND o.status = 'completed'
+                AND o.created_at >= now() - interval '30 days'
               ORDER BY o.total_amount DESC LIMIT 1);
 SELECT user_id, total_orders, total_spent FROM dbopt_demo.user_spending_30d
- ORDER BY total_spent DESC LIMIT 3;
+ WHERE user_id IN (:first, :tenth) ORDER BY total_spent DESC;
 
 \echo '== Time passing: refresh_rolling drops what aged out; verify_rolling finds no difference'
 CALL dbopt.refresh_rolling('dbopt_demo.user_spending_30d');
 SELECT count(*) AS differences FROM dbopt.verify_rolling('dbopt_demo.user_spending_30d');
-SELECT aggregate, window_size, bucket_size, refreshed_at, round(last_refresh_ms::numeric, 1) AS refresh_ms
+SELECT aggregate, window_size, bucket_size, lookahead, window_start, window_end,
+       round(last_refresh_ms::numeric, 1) AS refresh_ms
   FROM dbopt.rolling_aggregates;

@@ -65,6 +65,7 @@ struct Plan {
     filter: Option<String>,
     window_size: Interval,
     bucket_size: Interval,
+    lookahead: Interval,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -79,6 +80,7 @@ fn rolling_create(
     window_size: Option<Interval>,
     filter: Option<&str>,
     bucket_size: Option<Interval>,
+    lookahead: Option<Interval>,
     callers_path: &str,
     callers_time_zone: &str,
 ) -> pg_sys::Oid {
@@ -91,6 +93,7 @@ fn rolling_create(
         required(window_size, "window_size"),
         filter,
         bucket_size,
+        lookahead,
         callers_path,
     );
     let in_callers_settings = |f: &mut dyn FnMut()| {
@@ -184,10 +187,11 @@ fn rolling_create(
         &format!(
             "INSERT INTO dbopt.rolling_aggregates
                 (aggregate, source, buckets, log, epoch, group_by, time_column, measures,
-                 measure_names, rows_column, filter, window_size, bucket_size, search_path,
-                 time_zone, refreshed_at, refresh_epoch)
+                 measure_names, rows_column, filter, window_size, bucket_size, lookahead,
+                 search_path, time_zone, refreshed_at, window_start, window_end, refresh_epoch)
              VALUES ({t}::regclass, $1, {b}::regclass, {l}::regclass, {e}::regclass, $2, $3, $4,
-                     $5, $6, $7, $8, $9, $10, $11, clock_timestamp(), nextval({e}::regclass))
+                     $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),
+                     clock_timestamp() - $8, clock_timestamp() + $10, nextval({e}::regclass))
              RETURNING aggregate::oid",
             t = quote_literal(&table),
             b = quote_literal(&buckets),
@@ -204,6 +208,7 @@ fn rolling_create(
             plan.filter.as_deref().into(),
             plan.window_size.into(),
             plan.bucket_size.into(),
+            plan.lookahead.into(),
             callers_path.into(),
             callers_time_zone.into(),
         ],
@@ -268,6 +273,7 @@ fn check_definition(
     window_size: Interval,
     filter: Option<&str>,
     bucket_size: Option<Interval>,
+    lookahead: Option<Interval>,
     callers_path: &str,
 ) -> Plan {
     checks::require_table(&source, "source");
@@ -296,6 +302,12 @@ fn check_definition(
             "bucket_size {bucket_size} is longer than window_size {window_size}"
         ))
         .raise()
+    }
+    let lookahead = lookahead.unwrap_or(bucket_size);
+    if checks::interval_below_zero(Some(lookahead), false) {
+        invalid(format!("lookahead must not be negative, not {lookahead}"))
+            .hint("It is how far past its last refresh the table counts new rows, e.g. '1 day'.")
+            .raise()
     }
 
     let groups = group_columns(&source, group_by);
@@ -340,6 +352,7 @@ fn check_definition(
         filter: filter.map(str::to_owned),
         window_size,
         bucket_size,
+        lookahead,
     }
 }
 
@@ -549,7 +562,10 @@ struct Definition {
     measure_names: Vec<String>,
     window_size: Interval,
     bucket_size: Interval,
+    lookahead: Interval,
     refreshed_at: i64,
+    /// The window the table holds, as the triggers read it.
+    held: Window,
     search_path: String,
     time_zone: String,
 }
@@ -561,7 +577,8 @@ impl Definition {
         let sql = format!(
             "SELECT id, source::oid, buckets::oid, log::oid, epoch::oid, group_by::text[],
                     time_column::text, measures, measure_names::text[], rows_column::text, filter,
-                    window_size, bucket_size, refreshed_at, search_path, time_zone
+                    window_size, bucket_size, refreshed_at, search_path, time_zone, lookahead,
+                    window_start, window_end
                FROM dbopt.rolling_aggregates WHERE aggregate = $1{}",
             if lock { " FOR UPDATE" } else { "" }
         );
@@ -582,6 +599,12 @@ impl Definition {
             let interval = |i: usize| -> Result<Interval, pgrx::spi::Error> {
                 Ok(row.get::<Interval>(i)?.expect("NOT NULL"))
             };
+            let stamp = |i: usize| -> Result<i64, pgrx::spi::Error> {
+                Ok(row
+                    .get::<TimestampWithTimeZone>(i)?
+                    .expect("NOT NULL")
+                    .into())
+            };
             Ok::<_, pgrx::spi::Error>(Some((
                 row.get::<i64>(1)?.unwrap_or_default(),
                 [oid(2)?, oid(3)?, oid(4)?, oid(5)?],
@@ -589,8 +612,8 @@ impl Definition {
                 [text(7)?, text(8)?, text(10)?],
                 texts(9)?,
                 row.get::<String>(11)?,
-                [interval(12)?, interval(13)?],
-                row.get::<TimestampWithTimeZone>(14)?.expect("NOT NULL"),
+                [interval(12)?, interval(13)?, interval(17)?],
+                [stamp(14)?, stamp(18)?, stamp(19)?],
                 [text(15)?, text(16)?],
             )))
         })
@@ -602,8 +625,8 @@ impl Definition {
             [time, measures, rows],
             measure_names,
             filter,
-            [window_size, bucket_size],
-            refreshed_at,
+            [window_size, bucket_size, lookahead],
+            [refreshed_at, window_start, window_end],
             [search_path, time_zone],
         )) = found
         else {
@@ -639,7 +662,12 @@ impl Definition {
             measure_names,
             window_size,
             bucket_size,
-            refreshed_at: refreshed_at.into(),
+            lookahead,
+            refreshed_at,
+            held: Window {
+                start: window_start,
+                end: window_end,
+            },
             search_path,
             time_zone,
         }
@@ -661,18 +689,32 @@ impl Definition {
         approximate_micros(self.bucket_size)
     }
 
-    /// The window ending at `end`: `end - window_size` in the creator's TimeZone, as the
-    /// seed's `created_at >= now() - interval '30 days'` computes it.
-    fn window_ending(&self, end: i64) -> Window {
-        let start = Spi::get_one_with_args::<TimestampWithTimeZone>(
-            "SELECT $1 - $2",
-            &[timestamp(end).into(), self.window_size.into()],
-        )
-        .or_raise("computing the window")
-        .expect("timestamptz minus interval");
+    /// The window the table holds after a refresh at `refreshed`: from `window_size` before it
+    /// (in the creator's TimeZone, as the seed's `created_at >= now() - interval '30 days'`
+    /// computes it) to `lookahead` after it, so rows written until then count at once.
+    fn held_window(&self, refreshed: i64) -> Window {
+        let (start, end) = gucs::with_local(&[(c"TimeZone", self.time_zone.as_str())], || {
+            Spi::get_two_with_args::<TimestampWithTimeZone, TimestampWithTimeZone>(
+                "SELECT $1 - $2, $1 + $3",
+                &[
+                    timestamp(refreshed).into(),
+                    self.window_size.into(),
+                    self.lookahead.into(),
+                ],
+            )
+        })
+        .or_raise("computing the window");
         Window {
-            start: start.into(),
-            end,
+            start: start.expect("timestamptz minus interval").into(),
+            end: end.expect("timestamptz plus interval").into(),
+        }
+    }
+
+    /// The seed's window at `now`: `now - window_size` to `now`.
+    fn exact_window(&self, now: i64) -> Window {
+        Window {
+            start: self.held_window(now).start,
+            end: now,
         }
     }
 
@@ -709,8 +751,13 @@ impl Definition {
         match plan {
             Refresh::Nothing => (false, Vec::new()),
             Refresh::Delta { left, came_due } => {
-                let mut rows = self.range_rows(&left, Sign::Minus, params);
-                rows.extend(self.range_rows(&came_due, Sign::Plus, params));
+                let mut rows = Vec::new();
+                for parts in &left {
+                    rows.extend(self.range_rows(parts, Sign::Minus, params));
+                }
+                for parts in &came_due {
+                    rows.extend(self.range_rows(parts, Sign::Plus, params));
+                }
                 (false, rows)
             }
             Refresh::Recompute(parts) => (true, self.range_rows(&parts, Sign::Plus, params)),
@@ -753,7 +800,7 @@ fn run(sql: &str, params: &[i64], doing: &str) -> u64 {
 /// Called with the source locked against writers.
 fn fill(def: &Definition) -> u64 {
     let end = now_micros();
-    let window = def.window_ending(end);
+    let window = def.held_window(end);
     let first_bucket = window::first_bucket_kept(window, def.bucket_micros());
     def.in_settings(|| {
         for relation in [&def.spec.table, &def.spec.buckets, &def.spec.log] {
@@ -793,7 +840,7 @@ fn fill(def: &Definition) -> u64 {
             &[window.start, window.end],
             "filling the aggregate",
         );
-        record_refresh(def, end, groups, None);
+        record_refresh(def, end, window, groups, None);
         groups
     })
 }
@@ -805,20 +852,29 @@ fn now_micros() -> i64 {
         .into()
 }
 
-fn record_refresh(def: &Definition, end: i64, groups: u64, started: Option<std::time::Instant>) {
+fn record_refresh(
+    def: &Definition,
+    refreshed: i64,
+    window: Window,
+    groups: u64,
+    started: Option<std::time::Instant>,
+) {
     Spi::run_with_args(
         &format!(
             "UPDATE dbopt.rolling_aggregates
-                SET refreshed_at = $2, refresh_epoch = nextval({}::regclass),
+                SET refreshed_at = $2, window_start = $5, window_end = $6,
+                    refresh_epoch = nextval({}::regclass),
                     last_refresh_ms = $3, last_refresh_groups = $4
               WHERE id = $1",
             quote_literal(&def.spec.epoch)
         ),
         &[
             def.id.into(),
-            timestamp(end).into(),
+            timestamp(refreshed).into(),
             started.map(|s| s.elapsed().as_secs_f64() * 1000.0).into(),
             i64::try_from(groups).unwrap_or(i64::MAX).into(),
+            timestamp(window.start).into(),
+            timestamp(window.end).into(),
         ],
     )
     .or_raise("recording a refresh");
@@ -847,7 +903,7 @@ fn rolling_refresh_of(aggregate: pg_sys::Oid, as_of: Option<TimestampWithTimeZon
     let started = std::time::Instant::now();
     let def = lock_source_and_load(aggregate, "SHARE");
     let end: i64 = as_of.map(Into::into).unwrap_or_else(now_micros);
-    let old = def.window_ending(def.refreshed_at);
+    let old = def.held;
     if end <= def.refreshed_at {
         return format!(
             "{} already holds the window ending {}",
@@ -855,7 +911,7 @@ fn rolling_refresh_of(aggregate: pg_sys::Oid, as_of: Option<TimestampWithTimeZon
             timestamp(def.refreshed_at)
         );
     }
-    let new = def.window_ending(end);
+    let new = def.held_window(end);
     def.in_settings(|| {
         run(
             &def.spec.fold_log(),
@@ -895,7 +951,7 @@ fn rolling_refresh_of(aggregate: pg_sys::Oid, as_of: Option<TimestampWithTimeZon
             &[window::first_bucket_kept(new, def.bucket_micros())],
             "dropping old buckets",
         );
-        record_refresh(&def, end, groups, Some(started));
+        record_refresh(&def, end, new, groups, Some(started));
         format!(
             "{} now holds {} to {}: {groups} groups changed in {:.1} ms",
             def.table.quoted(),
@@ -939,8 +995,8 @@ fn rolling_query(
 
 /// The table's rows brought to now() without changing them.
 fn exact_query(def: &Definition) -> (String, Vec<i64>) {
-    let old = def.window_ending(def.refreshed_at);
-    let new = def.window_ending(now_of_statement());
+    let old = def.held;
+    let new = def.exact_window(now_of_statement());
     let mut params = Vec::new();
     let (recompute, mut rows) = def.move_rows(
         window::plan_move(old, new, def.bucket_micros()),
@@ -1046,7 +1102,7 @@ fn verify_query(def: &Definition) -> (String, Vec<i64>) {
         ),
     );
     let query = format!("{table_check} UNION ALL {bucket_check} ORDER BY 1 NULLS FIRST, 2");
-    let window = def.window_ending(def.refreshed_at);
+    let window = def.held;
     let params = vec![
         window.start,
         window.end,

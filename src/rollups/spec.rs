@@ -246,9 +246,9 @@ impl Spec {
     fn apply_changes(&self, parts: &[(&str, Sign)]) -> String {
         let t = &self.time;
         let window = format!(
-            "dbopt_window AS (SELECT refreshed_at - window_size AS dbopt_window_start, \
-               refreshed_at AS dbopt_window_end, bucket_size AS dbopt_bucket_width, \
-               pg_catalog.date_bin(bucket_size, refreshed_at - window_size, '2000-01-01 00:00:00+00') AS dbopt_first_bucket \
+            "dbopt_window AS (SELECT window_start AS dbopt_window_start, \
+               window_end AS dbopt_window_end, bucket_size AS dbopt_bucket_width, \
+               pg_catalog.date_bin(bucket_size, window_start, '2000-01-01 00:00:00+00') AS dbopt_first_bucket \
              FROM dbopt.rolling_aggregates WHERE id = {})",
             self.id
         );

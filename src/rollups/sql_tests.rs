@@ -33,7 +33,8 @@ mod tests {
                  filter => $$status = 'completed'$$)");
     }
 
-    /// Seed 001's report over the window the table holds, as sorted JSON, beside the table's.
+    /// Seed 001's report over the window the table holds (from 30 days before its last refresh
+    /// to a bucket after it), as sorted JSON, beside the table's.
     fn table_and_seed_report() -> (String, String) {
         let table = one::<String>(
             "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY user_id NULLS FIRST)::text, '[]')
@@ -42,9 +43,8 @@ mod tests {
         let report = one::<String>(
             "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY user_id NULLS FIRST)::text, '[]') FROM (
                  SELECT o.user_id, count(o.id) AS total_orders, sum(o.total_amount) AS total_spent
-                   FROM orders o,
-                        (SELECT refreshed_at AS r FROM dbopt.rolling_aggregates) w
-                  WHERE o.created_at >= w.r - interval '30 days' AND o.created_at <= w.r
+                   FROM orders o, dbopt.rolling_aggregates w
+                  WHERE o.created_at >= w.window_start AND o.created_at <= w.window_end
                     AND o.status = 'completed'
                   GROUP BY o.user_id) r",
         );
@@ -115,10 +115,17 @@ mod tests {
             "INSERT INTO orders (user_id, total_amount, status, created_at)
                  SELECT 17, 1, 'completed', now() - g * interval '1 day' FROM generate_series(0, 59) g",
         ];
+        let spent = |user: i64| {
+            one::<String>(&format!(
+                "SELECT coalesce(sum(total_spent)::text, 'none') FROM user_spending_30d WHERE user_id = {user}"
+            ))
+        };
+        let before = spent(1);
         for write in writes {
             sql(write);
             assert_exact(write);
         }
+        assert_ne!(spent(1), before, "a new order counts at once");
         assert_eq!(
             one::<i64>("SELECT count(*) FROM user_spending_30d WHERE user_id = 14"),
             0,
@@ -304,6 +311,7 @@ mod tests {
              "SELECT dbopt.create_rolling_aggregate('a', 'orders', 'user_id', 'created_at', 'count(*) AS n, sum(total_amount) AS n')".into()),
             ("22023", "window_size must be positive, not 00:00:00", create("a", ", window_size => '0'")),
             ("22023", "window_size must be positive, not -1 days", create("a", ", window_size => '-1 day'")),
+            ("22023", "lookahead must not be negative, not -00:05:00", create("a", ", lookahead => '-5 minutes'")),
             ("22004", "window_size must not be NULL", create("a", ", window_size => NULL")),
             ("22023", "bucket_size must be a positive number of days, hours, minutes or seconds, not 1 mon",
              create("a", ", bucket_size => '1 month'")),

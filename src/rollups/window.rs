@@ -2,9 +2,10 @@
 //! since 2000-01-01 00:00 UTC; buckets are aligned to that instant, so a bucket is the same
 //! stretch of time whatever the session's TimeZone or a DST change.
 //!
-//! The aggregate table holds the window `[start, end]` as of its last refresh (`end` is that
-//! refresh's time, `start = end - window_size`). Refreshing to a later end subtracts what left the
-//! window and adds what came due. Each of those is a time range answered from two places: whole
+//! The aggregate table holds the window `[start, end]` set by its last refresh (`start` is that
+//! refresh's time less `window_size`, `end` the time plus `lookahead`, so rows written until then
+//! count at once). Refreshing to a later time subtracts what left the window and adds what came
+//! due. Each of those is a time range answered from two places: whole
 //! buckets from the per-bucket partial sums dbopt keeps, and the pieces at either end of the
 //! range, which cover only part of a bucket, from the source table itself.
 
@@ -95,10 +96,10 @@ impl Window {
 pub enum Refresh {
     /// The new window ends no later than the old one: nothing to do.
     Nothing,
-    /// Subtract the rows that left, add those that came due.
+    /// Subtract the rows that left, add those that came due (at either end of the window).
     Delta {
-        left: RangeParts,
-        came_due: RangeParts,
+        left: Vec<RangeParts>,
+        came_due: Vec<RangeParts>,
     },
     /// The windows do not overlap: recompute the table from the new window's rows.
     Recompute(RangeParts),
@@ -111,8 +112,9 @@ pub fn plan_refresh(old: Window, new: Window, width: i64) -> Refresh {
     plan_move(old, new, width)
 }
 
-/// What turns the table's window `old` into `new`, in either direction: a refresh only moves
-/// forward, but an exact answer as of now() may ask for a window ending before the last refresh.
+/// What turns the table's window `old` into `new`, each end moving either way: a refresh moves
+/// both forward, but the exact answer as of now() moves the start forward and the end back to
+/// now() (or both back when asked before the last refresh).
 pub fn plan_move(old: Window, new: Window, width: i64) -> Refresh {
     if new == old {
         return Refresh::Nothing;
@@ -121,27 +123,21 @@ pub fn plan_move(old: Window, new: Window, width: i64) -> Refresh {
         let (from, to) = new.range();
         return Refresh::Recompute(split_range(from, to, width));
     }
-    // Moving back, the same ranges swap roles. What re-enters at the start comes from the
-    // source alone: buckets before the one holding the old start are no longer kept.
-    let (left, came_due) = if new.end >= old.end {
-        (
-            split_range(old.start, new.start, width),
-            split_range(old.end + 1, new.end + 1, width),
-        )
-    } else {
-        let reentered = if new.start < old.start {
-            vec![(new.start, old.start)]
-        } else {
-            Vec::new()
-        };
-        (
-            split_range(new.end + 1, old.end + 1, width),
-            RangeParts {
-                buckets: None,
-                from_source: reentered,
-            },
-        )
-    };
+    let (mut left, mut came_due) = (Vec::new(), Vec::new());
+    if new.start > old.start {
+        left.push(split_range(old.start, new.start, width));
+    } else if new.start < old.start {
+        // From the source alone: buckets before the one holding the old start are not kept.
+        came_due.push(RangeParts {
+            buckets: None,
+            from_source: vec![(new.start, old.start)],
+        });
+    }
+    if new.end > old.end {
+        came_due.push(split_range(old.end + 1, new.end + 1, width));
+    } else if new.end < old.end {
+        left.push(split_range(new.end + 1, old.end + 1, width));
+    }
     Refresh::Delta { left, came_due }
 }
 
@@ -241,12 +237,14 @@ mod tests {
         let Refresh::Delta { left, came_due } = plan_refresh(old, new, DAY) else {
             panic!("overlapping windows refresh by delta")
         };
-        assert_eq!(left.buckets, Some((0, DAY)));
-        assert_eq!(left.from_source, vec![(DAY, DAY + HOUR)]);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].buckets, Some((0, DAY)));
+        assert_eq!(left[0].from_source, vec![(DAY, DAY + HOUR)]);
         // (30 days, 31 days 1 hour] holds no whole bucket: all of it comes from the source.
-        assert_eq!(came_due.buckets, None);
+        assert_eq!(came_due.len(), 1);
+        assert_eq!(came_due[0].buckets, None);
         assert_eq!(
-            came_due.from_source,
+            came_due[0].from_source,
             vec![(30 * DAY + 1, 31 * DAY + HOUR + 1)]
         );
     }
@@ -288,14 +286,74 @@ mod tests {
         assert_eq!(
             plan_move(old, new, DAY),
             Refresh::Delta {
-                left: split_range(31 * DAY - HOUR + 1, 31 * DAY + 1, DAY),
-                came_due: RangeParts {
+                left: vec![split_range(31 * DAY - HOUR + 1, 31 * DAY + 1, DAY)],
+                came_due: vec![RangeParts {
                     buckets: None,
                     from_source: vec![(DAY - HOUR, DAY)],
-                },
+                }],
             }
         );
         assert_eq!(plan_move(old, old, DAY), Refresh::Nothing);
+    }
+
+    /// The exact answer between refreshes: the start has moved on since the refresh, the end is
+    /// now(), before the lookahead the table counts up to.
+    #[test]
+    fn an_exact_answer_narrows_the_window_from_both_ends() {
+        let held = Window {
+            start: 0,
+            end: 31 * DAY,
+        };
+        let now = Window {
+            start: 2 * HOUR,
+            end: 30 * DAY + 2 * HOUR,
+        };
+        assert_eq!(
+            plan_move(held, now, DAY),
+            Refresh::Delta {
+                left: vec![
+                    split_range(0, 2 * HOUR, DAY),
+                    split_range(30 * DAY + 2 * HOUR + 1, 31 * DAY + 1, DAY),
+                ],
+                came_due: Vec::new(),
+            }
+        );
+    }
+
+    /// Moving a window by any amount either way leaves each instant counted once or not at all,
+    /// as the new window says.
+    #[test]
+    fn every_move_counts_each_instant_as_the_new_window_says() {
+        let width = 5;
+        let counted = |w: Window, t: i64| i64::from(w.start <= t && t <= w.end);
+        let range_count = |parts: &RangeParts, t: i64| -> i64 {
+            let in_buckets = parts
+                .buckets
+                .is_some_and(|(a, b)| (a..b).contains(&bucket_start(t, width)));
+            let in_source = parts
+                .from_source
+                .iter()
+                .filter(|(a, b)| (*a..*b).contains(&t))
+                .count();
+            i64::from(in_buckets) + in_source as i64
+        };
+        let old = Window { start: 10, end: 40 };
+        for start in 0..50 {
+            for end in start..60 {
+                let new = Window { start, end };
+                for t in -5..70 {
+                    let after = match plan_move(old, new, width) {
+                        Refresh::Nothing => counted(old, t),
+                        Refresh::Recompute(parts) => range_count(&parts, t),
+                        Refresh::Delta { left, came_due } => {
+                            counted(old, t) - left.iter().map(|p| range_count(p, t)).sum::<i64>()
+                                + came_due.iter().map(|p| range_count(p, t)).sum::<i64>()
+                        }
+                    };
+                    assert_eq!(after, counted(new, t), "t={t} moving {old:?} to {new:?}");
+                }
+            }
+        }
     }
 
     #[test]
