@@ -689,6 +689,10 @@ impl Definition {
         approximate_micros(self.bucket_size)
     }
 
+    fn bucket_width_sql(&self) -> String {
+        format!("'{} microseconds'::interval", self.bucket_micros())
+    }
+
     /// The window the table holds after a refresh at `refreshed`: from `window_size` before it
     /// (in the creator's TimeZone, as the seed's `created_at >= now() - interval '30 days'`
     /// computes it) to `lookahead` after it, so rows written until then count at once.
@@ -811,19 +815,19 @@ fn fill(def: &Definition) -> u64 {
             );
         }
         let t = &def.spec.time;
-        let width = format!("'{} microseconds'::interval", def.bucket_micros());
+        let width = def.bucket_width_sql();
         run(
             &def.spec.upsert(
                 &def.spec.buckets,
                 &def.spec.contributions(
                     &def.spec.source,
-                    &format!("{t} >= $1[1]"),
+                    &format!("{t} >= $1[1] AND {t} < $1[2]"),
                     Some(&width),
                     Sign::Plus,
                 ),
                 true,
             ),
-            &[first_bucket],
+            &[first_bucket, end],
             "filling the buckets",
         );
         let groups = run(
@@ -918,9 +922,30 @@ fn rolling_refresh_of(aggregate: pg_sys::Oid, as_of: Option<TimestampWithTimeZon
             &[],
             "folding the log into the buckets",
         );
+        // The rows written since the last refresh went to no bucket (the triggers log changes
+        // to older rows only): their buckets are read from the source, now complete up to `end`.
+        let seal_from = def
+            .refreshed_at
+            .max(window::first_bucket_kept(new, def.bucket_micros()));
+        if seal_from < end {
+            run(
+                &def.spec.upsert(
+                    &def.spec.buckets,
+                    &def.spec.contributions(
+                        &def.spec.source,
+                        &format!("{t} >= $1[1] AND {t} < $1[2]", t = def.spec.time),
+                        Some(&def.bucket_width_sql()),
+                        Sign::Plus,
+                    ),
+                    true,
+                ),
+                &[seal_from, end],
+                "completing the buckets",
+            );
+        }
         let mut params = Vec::new();
         let (recompute, rows) = def.move_rows(
-            window::plan_refresh(old, new, def.bucket_micros()),
+            window::plan_refresh(old, new, def.bucket_micros(), end),
             &mut params,
         );
         if recompute {
@@ -999,7 +1024,7 @@ fn exact_query(def: &Definition) -> (String, Vec<i64>) {
     let new = def.exact_window(now_of_statement());
     let mut params = Vec::new();
     let (recompute, mut rows) = def.move_rows(
-        window::plan_move(old, new, def.bucket_micros()),
+        window::plan_move(old, new, def.bucket_micros(), def.refreshed_at),
         &mut params,
     );
     if !recompute {
@@ -1035,7 +1060,7 @@ fn now_of_statement() -> i64 {
 }
 
 /// The table against its window recomputed from the source, and the buckets (with the log)
-/// against the source per bucket.
+/// against the source per bucket, for the rows before the last refresh that they hold.
 fn verify_query(def: &Definition) -> (String, Vec<i64>) {
     let t = &def.spec.time;
     let values = def.spec.value_columns();
@@ -1061,7 +1086,7 @@ fn verify_query(def: &Definition) -> (String, Vec<i64>) {
                 fresh = fresh.replace("{bucket}", bucket),
             )
     };
-    let width = format!("'{} microseconds'::interval", def.bucket_micros());
+    let width = def.bucket_width_sql();
     let table_check = compare(
         "NULL::timestamptz",
         &format!(
@@ -1095,7 +1120,7 @@ fn verify_query(def: &Definition) -> (String, Vec<i64>) {
             "SELECT {BUCKET} AS b, {key} AS k, {object} AS v FROM ({}) c",
             def.spec.contributions(
                 &def.spec.source,
-                &format!("{t} >= $1[3]"),
+                &format!("{t} >= $1[3] AND {t} < $1[4]"),
                 Some(&width),
                 Sign::Plus
             )
@@ -1107,6 +1132,7 @@ fn verify_query(def: &Definition) -> (String, Vec<i64>) {
         window.start,
         window.end,
         window::first_bucket_kept(window, def.bucket_micros()),
+        def.refreshed_at,
     ];
     (query, params)
 }

@@ -3,12 +3,14 @@
 //!
 //! - the aggregate table (the caller's name): one row per group, the window as of the last
 //!   refresh, plus every write since;
-//! - `<name>_dbopt_buckets`: the same sums per group and time bucket, for every row from the
-//!   bucket holding the window's start onwards (future-dated rows included), so a refresh
-//!   subtracts what aged out without reading the source;
-//! - `<name>_dbopt_log`: what the triggers add to the buckets, appended without locking anything
-//!   and folded into the buckets by each refresh, so a write pays for one locked upsert (the
-//!   aggregate table's), not two.
+//! - `<name>_dbopt_buckets`: the same sums per group and time bucket, for the rows from the
+//!   bucket holding the window's start to the last refresh, so a refresh subtracts what aged out
+//!   without reading the source. Each refresh reads the rows dated since the previous one from
+//!   the source (through the time index) and adds them;
+//! - `<name>_dbopt_log`: the changes the triggers make to rows dated before the last refresh
+//!   (updates, deletes, backdated inserts), appended without locking anything and folded into
+//!   the buckets by each refresh. So the common write, a row dated now, pays for one upsert (the
+//!   aggregate table's) and nothing else.
 //!
 //! The caller's measures and filter are spliced in as written: both were checked to be exactly
 //! aggregate calls and one boolean expression over the source's columns.
@@ -20,6 +22,7 @@ pub const ADDED_ROWS: &str = "dbopt_rows";
 pub const NEW_ROWS: &str = "dbopt_new";
 pub const OLD_ROWS: &str = "dbopt_old";
 const IN_WINDOW: &str = "dbopt_in_window";
+const BEFORE_REFRESH: &str = "dbopt_before_refresh";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -92,15 +95,16 @@ impl Spec {
         bucket_width: Option<&str>,
         sign: Sign,
     ) -> String {
-        self.grouped(relation, condition, bucket_width, None, sign)
+        self.grouped(relation, condition, bucket_width, &[], sign)
     }
 
+    /// [`Spec::contributions`], also grouped by `flags`: (name, boolean expression) each.
     fn grouped(
         &self,
         relation: &str,
         condition: &str,
         bucket_width: Option<&str>,
-        in_window: Option<&str>,
+        flags: &[(&str, &str)],
         sign: Sign,
     ) -> String {
         let mut keys = self.key_columns(bucket_width.is_some());
@@ -111,9 +115,9 @@ impl Spec {
                 self.time
             ));
         }
-        if let Some(in_window) = in_window {
-            keys.push(IN_WINDOW.into());
-            key_sql.push(format!("({in_window}) AS {IN_WINDOW}"));
+        for (name, expression) in flags {
+            keys.push((*name).into());
+            key_sql.push(format!("({expression}) AS {name}"));
         }
         let added = if self.rows_added() {
             format!(", count(*) AS {ADDED_ROWS}")
@@ -241,13 +245,14 @@ impl Spec {
 
     /// What the trigger runs for one statement, in one statement: read the window of the last
     /// refresh, group the changed rows (`parts`: transition tables and their sign) per group,
-    /// bucket and whether they fall inside the window, append them all to the log and upsert
-    /// those inside the window into the aggregate table.
+    /// bucket, whether they fall inside the window and whether they are dated before the last
+    /// refresh, append the latter to the log and upsert the former into the aggregate table.
     fn apply_changes(&self, parts: &[(&str, Sign)]) -> String {
         let t = &self.time;
         let window = format!(
             "dbopt_window AS (SELECT window_start AS dbopt_window_start, \
-               window_end AS dbopt_window_end, bucket_size AS dbopt_bucket_width, \
+               window_end AS dbopt_window_end, refreshed_at AS dbopt_refreshed_at, \
+               bucket_size AS dbopt_bucket_width, \
                pg_catalog.date_bin(bucket_size, window_start, '2000-01-01 00:00:00+00') AS dbopt_first_bucket \
              FROM dbopt.rolling_aggregates WHERE id = {})",
             self.id
@@ -259,9 +264,13 @@ impl Spec {
                     &format!("{rows}, dbopt_window"),
                     &format!("{t} >= dbopt_first_bucket"),
                     Some("dbopt_bucket_width"),
-                    Some(&format!(
-                        "{t} >= dbopt_window_start AND {t} <= dbopt_window_end"
-                    )),
+                    &[
+                        (
+                            IN_WINDOW,
+                            &format!("{t} >= dbopt_window_start AND {t} <= dbopt_window_end"),
+                        ),
+                        (BEFORE_REFRESH, &format!("{t} < dbopt_refreshed_at")),
+                    ],
                     *sign,
                 )
             })
@@ -269,7 +278,7 @@ impl Spec {
             .join(" UNION ALL ");
         format!(
             "WITH {window}, dbopt_changes AS MATERIALIZED ({changes}), dbopt_logged AS ({log}) {upsert}",
-            log = self.append("SELECT * FROM dbopt_changes"),
+            log = self.append(&format!("SELECT * FROM dbopt_changes WHERE {BEFORE_REFRESH}")),
             upsert = self.upsert(
                 &self.table,
                 &format!("SELECT * FROM dbopt_changes WHERE {IN_WINDOW}"),

@@ -77,6 +77,28 @@ pub fn split_range(from: i64, to: i64, width: i64) -> RangeParts {
     }
 }
 
+/// Like [`split_range`], when the buckets hold only the rows before `sealed` (dbopt's last
+/// refresh; rows written since are added at the next): whole buckets ending by then, the source
+/// for the rest.
+pub fn split_sealed(from: i64, to: i64, width: i64, sealed: i64) -> RangeParts {
+    let complete_before = bucket_start(sealed, width);
+    if from >= to || to <= complete_before {
+        return split_range(from, to, width);
+    }
+    if from >= complete_before {
+        return RangeParts {
+            buckets: None,
+            from_source: vec![(from, to)],
+        };
+    }
+    let mut parts = split_range(from, complete_before, width);
+    match parts.from_source.last_mut() {
+        Some(last) if last.1 == complete_before => last.1 = to,
+        _ => parts.from_source.push((complete_before, to)),
+    }
+    parts
+}
+
 /// The window an aggregate table holds: rows with `start <= time <= end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -105,27 +127,29 @@ pub enum Refresh {
     Recompute(RangeParts),
 }
 
-pub fn plan_refresh(old: Window, new: Window, width: i64) -> Refresh {
+pub fn plan_refresh(old: Window, new: Window, width: i64, sealed: i64) -> Refresh {
     if new.end <= old.end {
         return Refresh::Nothing;
     }
-    plan_move(old, new, width)
+    plan_move(old, new, width, sealed)
 }
 
 /// What turns the table's window `old` into `new`, each end moving either way: a refresh moves
 /// both forward, but the exact answer as of now() moves the start forward and the end back to
-/// now() (or both back when asked before the last refresh).
-pub fn plan_move(old: Window, new: Window, width: i64) -> Refresh {
+/// now() (or both back when asked before the last refresh). The buckets hold the rows before
+/// `sealed`.
+pub fn plan_move(old: Window, new: Window, width: i64, sealed: i64) -> Refresh {
+    let split = |from: i64, to: i64| split_sealed(from, to, width, sealed);
     if new == old {
         return Refresh::Nothing;
     }
     if new.start > old.end || new.end < old.start {
         let (from, to) = new.range();
-        return Refresh::Recompute(split_range(from, to, width));
+        return Refresh::Recompute(split(from, to));
     }
     let (mut left, mut came_due) = (Vec::new(), Vec::new());
     if new.start > old.start {
-        left.push(split_range(old.start, new.start, width));
+        left.push(split(old.start, new.start));
     } else if new.start < old.start {
         // From the source alone: buckets before the one holding the old start are not kept.
         came_due.push(RangeParts {
@@ -134,9 +158,9 @@ pub fn plan_move(old: Window, new: Window, width: i64) -> Refresh {
         });
     }
     if new.end > old.end {
-        came_due.push(split_range(old.end + 1, new.end + 1, width));
+        came_due.push(split(old.end + 1, new.end + 1));
     } else if new.end < old.end {
-        left.push(split_range(new.end + 1, old.end + 1, width));
+        left.push(split(new.end + 1, old.end + 1));
     }
     Refresh::Delta { left, came_due }
 }
@@ -152,6 +176,8 @@ mod tests {
 
     const HOUR: i64 = 3600 * MICROS_PER_SECOND;
     const DAY: i64 = 24 * HOUR;
+    /// A last refresh far ahead: every bucket complete.
+    const ALL_SEALED: i64 = i64::MAX / 2;
 
     #[test]
     fn default_buckets_fit_24_times_into_the_window() {
@@ -234,7 +260,7 @@ mod tests {
             start: DAY + HOUR,
             end: 31 * DAY + HOUR,
         };
-        let Refresh::Delta { left, came_due } = plan_refresh(old, new, DAY) else {
+        let Refresh::Delta { left, came_due } = plan_refresh(old, new, DAY, new.end) else {
             panic!("overlapping windows refresh by delta")
         };
         assert_eq!(left.len(), 1);
@@ -252,12 +278,12 @@ mod tests {
     #[test]
     fn refreshing_to_the_same_or_an_earlier_time_does_nothing() {
         let w = Window { start: 0, end: DAY };
-        assert_eq!(plan_refresh(w, w, HOUR), Refresh::Nothing);
+        assert_eq!(plan_refresh(w, w, HOUR, ALL_SEALED), Refresh::Nothing);
         let earlier = Window {
             start: -1,
             end: DAY - 1,
         };
-        assert_eq!(plan_refresh(w, earlier, HOUR), Refresh::Nothing);
+        assert_eq!(plan_refresh(w, earlier, HOUR, ALL_SEALED), Refresh::Nothing);
     }
 
     #[test]
@@ -268,7 +294,7 @@ mod tests {
             end: 3 * DAY,
         };
         assert_eq!(
-            plan_refresh(old, new, HOUR),
+            plan_refresh(old, new, HOUR, ALL_SEALED),
             Refresh::Recompute(split_range(2 * DAY, 3 * DAY + 1, HOUR))
         );
     }
@@ -284,7 +310,7 @@ mod tests {
             end: 31 * DAY - HOUR,
         };
         assert_eq!(
-            plan_move(old, new, DAY),
+            plan_move(old, new, DAY, ALL_SEALED),
             Refresh::Delta {
                 left: vec![split_range(31 * DAY - HOUR + 1, 31 * DAY + 1, DAY)],
                 came_due: vec![RangeParts {
@@ -293,11 +319,12 @@ mod tests {
                 }],
             }
         );
-        assert_eq!(plan_move(old, old, DAY), Refresh::Nothing);
+        assert_eq!(plan_move(old, old, DAY, ALL_SEALED), Refresh::Nothing);
     }
 
-    /// The exact answer between refreshes: the start has moved on since the refresh, the end is
-    /// now(), before the lookahead the table counts up to.
+    /// The exact answer between refreshes: the start has moved on since the refresh (at 30
+    /// days), the end is now(), before the day of lookahead the table counts up to. Rows written
+    /// since the refresh are in no bucket yet: the source has them.
     #[test]
     fn an_exact_answer_narrows_the_window_from_both_ends() {
         let held = Window {
@@ -309,19 +336,45 @@ mod tests {
             end: 30 * DAY + 2 * HOUR,
         };
         assert_eq!(
-            plan_move(held, now, DAY),
+            plan_move(held, now, DAY, 30 * DAY),
             Refresh::Delta {
                 left: vec![
                     split_range(0, 2 * HOUR, DAY),
-                    split_range(30 * DAY + 2 * HOUR + 1, 31 * DAY + 1, DAY),
+                    RangeParts {
+                        buckets: None,
+                        from_source: vec![(30 * DAY + 2 * HOUR + 1, 31 * DAY + 1)],
+                    },
                 ],
                 came_due: Vec::new(),
             }
         );
     }
 
+    #[test]
+    fn buckets_are_used_only_where_complete() {
+        // Sealed mid-bucket: the bucket holding the last refresh comes from the source.
+        assert_eq!(
+            split_sealed(DAY + HOUR, 5 * DAY, DAY, 3 * DAY + HOUR),
+            RangeParts {
+                buckets: Some((2 * DAY, 3 * DAY)),
+                from_source: vec![(DAY + HOUR, 2 * DAY), (3 * DAY, 5 * DAY)],
+            }
+        );
+        assert_eq!(
+            split_sealed(4 * DAY, 5 * DAY, DAY, 3 * DAY),
+            RangeParts {
+                buckets: None,
+                from_source: vec![(4 * DAY, 5 * DAY)],
+            }
+        );
+        assert_eq!(
+            split_sealed(DAY, 2 * DAY, DAY, 3 * DAY),
+            split_range(DAY, 2 * DAY, DAY)
+        );
+    }
+
     /// Moving a window by any amount either way leaves each instant counted once or not at all,
-    /// as the new window says.
+    /// as the new window says, reading only complete buckets.
     #[test]
     fn every_move_counts_each_instant_as_the_new_window_says() {
         let width = 5;
@@ -337,21 +390,32 @@ mod tests {
                 .count();
             i64::from(in_buckets) + in_source as i64
         };
+        let complete =
+            |parts: &RangeParts, sealed: i64| parts.buckets.is_none_or(|(_, b)| b <= sealed);
         let old = Window { start: 10, end: 40 };
-        for start in 0..50 {
-            for end in start..60 {
-                let new = Window { start, end };
-                for t in -5..70 {
-                    let after = match plan_move(old, new, width) {
-                        Refresh::Nothing => counted(old, t),
-                        Refresh::Recompute(parts) => range_count(&parts, t),
-                        Refresh::Delta { left, came_due } => {
-                            counted(old, t) - left.iter().map(|p| range_count(p, t)).sum::<i64>()
-                                + came_due.iter().map(|p| range_count(p, t)).sum::<i64>()
-                        }
-                    };
-                    assert_eq!(after, counted(new, t), "t={t} moving {old:?} to {new:?}");
+        for (start, end, sealed) in (0..50)
+            .flat_map(|s| (s..60).map(move |e| (s, e)))
+            .flat_map(|(s, e)| [3, 27, 41, 90].map(|sealed| (s, e, sealed)))
+        {
+            let new = Window { start, end };
+            let plan = plan_move(old, new, width, sealed);
+            match &plan {
+                Refresh::Nothing => {}
+                Refresh::Recompute(parts) => assert!(complete(parts, sealed)),
+                Refresh::Delta { left, came_due } => {
+                    assert!(left.iter().chain(came_due).all(|p| complete(p, sealed)))
                 }
+            }
+            for t in -5..70 {
+                let after = match &plan {
+                    Refresh::Nothing => counted(old, t),
+                    Refresh::Recompute(parts) => range_count(parts, t),
+                    Refresh::Delta { left, came_due } => {
+                        counted(old, t) - left.iter().map(|p| range_count(p, t)).sum::<i64>()
+                            + came_due.iter().map(|p| range_count(p, t)).sum::<i64>()
+                    }
+                };
+                assert_eq!(after, counted(new, t), "t={t} moving {old:?} to {new:?}");
             }
         }
     }
