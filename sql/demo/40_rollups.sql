@@ -24,7 +24,8 @@ SELECT u.id, u.username, s.total_orders, s.total_spent
  LIMIT 10;
 \timing off
 
-\echo '== A write shows at once: a completed order for the 10th user, a refund for the 1st'
+\echo '== Writes: a refund of the 1st user''s biggest order shows at once; an order placed now for the'
+\echo '   10th user counts from the next refresh (the table is the report as of its last refresh)'
 SELECT user_id AS tenth FROM dbopt_demo.user_spending_30d ORDER BY total_spent DESC OFFSET 9 LIMIT 1 \gset
 SELECT user_id AS first FROM dbopt_demo.user_spending_30d ORDER BY total_spent DESC LIMIT 1 \gset
 SELECT user_id, total_orders, total_spent FROM dbopt_demo.user_spending_30d
@@ -38,8 +39,10 @@ UPDATE dbopt_demo.orders SET status = 'refunded'
 SELECT user_id, total_orders, total_spent FROM dbopt_demo.user_spending_30d
  WHERE user_id IN (:first, :tenth) ORDER BY total_spent DESC;
 
-\echo '== Time passing: refresh_rolling drops what aged out; verify_rolling finds no difference'
+\echo '== Time passing: refresh_rolling drops what aged out and adds the new order; verify_rolling finds no difference'
 CALL dbopt.refresh_rolling('dbopt_demo.user_spending_30d');
+SELECT user_id, total_orders, total_spent FROM dbopt_demo.user_spending_30d
+ WHERE user_id IN (:first, :tenth) ORDER BY total_spent DESC;
 SELECT count(*) AS differences FROM dbopt.verify_rolling('dbopt_demo.user_spending_30d');
 SELECT aggregate, window_size, bucket_size, lookahead, window_start, window_end,
        round(last_refresh_ms::numeric, 1) AS refresh_ms

@@ -303,7 +303,7 @@ fn check_definition(
         ))
         .raise()
     }
-    let lookahead = lookahead.unwrap_or(bucket_size);
+    let lookahead = lookahead.unwrap_or_else(|| Interval::from_micros(0));
     if checks::interval_below_zero(Some(lookahead), false) {
         invalid(format!("lookahead must not be negative, not {lookahead}"))
             .hint("It is how far past its last refresh the table counts new rows, e.g. '1 day'.")
