@@ -5,9 +5,11 @@
 //! - `window.rs`: the time arithmetic (buckets, what a refresh adds and subtracts);
 //! - `measures.rs`: which aggregate calls can be kept by subtraction;
 //! - `spec.rs`: the SQL that keeps the tables exact, triggers included;
+//! - `insert_gate.rs`: the INSERT trigger, which passes on only rows the window covers;
 //! - this file: the SQL surface, checks on the caller's input, and the catalog;
 //! - `../../sql/rollups.sql`: the definitions table and the public wrappers.
 
+mod insert_gate;
 mod measures;
 mod spec;
 mod window;
@@ -231,19 +233,23 @@ fn rolling_create(
         )
     });
     let source = plan.source.quoted();
-    for (event, transition) in [
-        ("INSERT", "REFERENCING NEW TABLE AS dbopt_new"),
+    // Inserts pass the gate first (insert_gate.rs): only rows the window covers reach `function`.
+    let insert_gate = format!("dbopt.rolling_insert_gate({id})");
+    let maintain = format!("{function}()");
+    for (event, transition, handler) in [
+        ("INSERT", "REFERENCING NEW TABLE AS dbopt_new", &insert_gate),
         (
             "UPDATE",
             "REFERENCING OLD TABLE AS dbopt_old NEW TABLE AS dbopt_new",
+            &maintain,
         ),
-        ("DELETE", "REFERENCING OLD TABLE AS dbopt_old"),
-        ("TRUNCATE", ""),
+        ("DELETE", "REFERENCING OLD TABLE AS dbopt_old", &maintain),
+        ("TRUNCATE", "", &maintain),
     ] {
         ddl::execute(
             &format!(
                 "CREATE TRIGGER {} AFTER {event} ON {source} {transition} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+                 FOR EACH STATEMENT EXECUTE FUNCTION {handler}",
                 quote_identifier(&format!("dbopt_rolling_{id}_{}", event.to_lowercase()))
             ),
             &source,
@@ -252,7 +258,7 @@ fn rolling_create(
     Spi::run_with_args(
         &format!(
             "UPDATE dbopt.rolling_aggregates SET maintain = {}::regprocedure WHERE id = $1",
-            quote_literal(&format!("{function}()"))
+            quote_literal(&maintain)
         ),
         &[id.into()],
     )

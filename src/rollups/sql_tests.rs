@@ -70,6 +70,24 @@ mod tests {
         ));
     }
 
+    /// The SQLSTATE and message with which `call` fails, in a subtransaction that undoes it.
+    fn refusal(call: &str) -> (String, String) {
+        sql("CREATE OR REPLACE FUNCTION pg_temp.refusal(call text, OUT state text, OUT message text)
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 EXECUTE call;
+                 state := 'none';
+             EXCEPTION WHEN OTHERS THEN
+                 GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+             END $$");
+        let (state, message) = Spi::get_two_with_args::<String, String>(
+            "SELECT * FROM pg_temp.refusal($1)",
+            &[call.into()],
+        )
+        .unwrap();
+        (state.unwrap_or_default(), message.unwrap_or_default())
+    }
+
     #[pg_test]
     fn the_seed_aggregate_is_seed_001s_report_and_reads_by_index() {
         orders();
@@ -160,6 +178,100 @@ mod tests {
             one::<i64>("SELECT count(*) FROM dbopt.verify_rolling('spending_now')"),
             0
         );
+    }
+
+    /// Dates and timestamps without time zone name instants in the creator's TimeZone, whatever
+    /// the writer's: a row at the window's end counts at once, one a microsecond later waits.
+    #[pg_test]
+    fn local_times_are_read_in_the_creators_time_zone() {
+        sql("SET LOCAL TimeZone = 'Asia/Tokyo';
+             CREATE TABLE visits (
+                 page int NOT NULL, seen_at timestamp NOT NULL, seen_on date NOT NULL);
+             INSERT INTO visits
+             SELECT g % 7, localtimestamp - g * interval '37 minutes',
+                    localtimestamp - g * interval '37 minutes'
+               FROM generate_series(1, 2000) g;
+             SELECT dbopt.create_rolling_aggregate('visits_at', 'visits', 'page', 'seen_at',
+                                                   'count(*) AS n', window_size => '7 days');
+             SELECT dbopt.create_rolling_aggregate('visits_on', 'visits', 'page', 'seen_on',
+                                                   'count(*) AS n', window_size => '7 days');
+             SET LOCAL TimeZone = 'America/New_York';");
+        let window_end = |aggregate: &str| {
+            format!(
+                "(SELECT window_end AT TIME ZONE 'Asia/Tokyo' FROM dbopt.rolling_aggregates
+                   WHERE aggregate = '{aggregate}'::regclass)"
+            )
+        };
+        let at_end = window_end("visits_at");
+        let on_end = window_end("visits_on");
+        sql(&format!(
+            "INSERT INTO visits VALUES (100, {at_end}, '2000-01-01'),
+                                       (101, {at_end} + interval '1 microsecond', '2000-01-01');
+             INSERT INTO visits VALUES (102, '2000-01-01', {on_end}::date),
+                                       (103, '2000-01-01', {on_end}::date + 1)"
+        ));
+        let pages = |aggregate: &str| {
+            one::<String>(&format!(
+                "SELECT coalesce(string_agg(page::text, ',' ORDER BY page), '')
+                   FROM {aggregate} WHERE page >= 100"
+            ))
+        };
+        let differences = |aggregate: &str| {
+            one::<i64>(&format!(
+                "SELECT count(*) FROM dbopt.verify_rolling('{aggregate}')"
+            ))
+        };
+        assert_eq!(pages("visits_at"), "100");
+        assert_eq!(pages("visits_on"), "102");
+        for aggregate in ["visits_at", "visits_on"] {
+            assert_eq!(differences(aggregate), 0, "{aggregate}");
+            sql(&format!(
+                "SELECT dbopt.rolling_refresh_of('{aggregate}'::regclass, now() + interval '1 day 1 minute')"
+            ));
+            assert_eq!(differences(aggregate), 0, "{aggregate} refreshed");
+        }
+        assert_eq!(pages("visits_at"), "100,101");
+        assert_eq!(pages("visits_on"), "102,103");
+    }
+
+    /// The INSERT trigger function serves only the table of the aggregate it names.
+    #[pg_test]
+    fn the_insert_gate_refuses_other_tables_and_unknown_aggregates() {
+        orders();
+        seed_aggregate();
+        let id = one::<i64>("SELECT id FROM dbopt.rolling_aggregates");
+        sql(&format!(
+            "CREATE TABLE stray (LIKE orders INCLUDING IDENTITY);
+             CREATE TRIGGER other_table AFTER INSERT ON stray REFERENCING NEW TABLE AS n
+                 FOR EACH STATEMENT EXECUTE FUNCTION dbopt.rolling_insert_gate({id})"
+        ));
+        let insert =
+            "INSERT INTO stray (total_amount, status, created_at) VALUES (1, 'completed', now())";
+        let cases = [
+            ("", "39P01", format!("trigger other_table on public.stray serves rolling aggregate public.user_spending_30d, which watches public.orders")),
+            (&format!("({})", id + 1000), "42704", format!("trigger other_table on public.stray serves rolling aggregate {}, which does not exist", id + 1000)),
+            ("()", "39P01", "trigger other_table on public.stray must name one rolling aggregate by its id".into()),
+        ];
+        for (arguments, state, message) in cases {
+            if !arguments.is_empty() {
+                sql(&format!(
+                    "DROP TRIGGER other_table ON stray;
+                     CREATE TRIGGER other_table AFTER INSERT ON stray REFERENCING NEW TABLE AS n
+                         FOR EACH STATEMENT EXECUTE FUNCTION dbopt.rolling_insert_gate{arguments}"
+                ));
+            }
+            assert_eq!(refusal(insert), (state.into(), message), "{arguments}");
+        }
+        sql(&format!(
+            "DROP TRIGGER other_table ON stray;
+             CREATE TRIGGER other_table AFTER INSERT ON stray
+                 FOR EACH ROW EXECUTE FUNCTION dbopt.rolling_insert_gate({id})"
+        ));
+        assert_eq!(
+            refusal(insert),
+            ("39P01".into(), "trigger other_table on public.stray must fire AFTER INSERT FOR EACH STATEMENT with REFERENCING NEW TABLE".into())
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM stray"), 0);
     }
 
     #[pg_test]
@@ -290,15 +402,7 @@ mod tests {
         sql("CREATE TABLE user_spending_30d (id int);
              CREATE ROLE rollup_reader;
              GRANT SELECT ON orders TO rollup_reader;
-             GRANT USAGE ON SCHEMA dbopt TO rollup_reader;
-             CREATE FUNCTION pg_temp.refusal(call text, OUT state text, OUT message text)
-             LANGUAGE plpgsql AS $$
-             BEGIN
-                 EXECUTE call;
-                 state := 'none';
-             EXCEPTION WHEN OTHERS THEN
-                 GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
-             END $$;");
+             GRANT USAGE ON SCHEMA dbopt TO rollup_reader;");
         let create = |name: &str, rest: &str| {
             format!(
                 "SELECT dbopt.create_rolling_aggregate('{name}', 'orders', 'user_id', 'created_at', \
@@ -358,16 +462,7 @@ mod tests {
              "SELECT * FROM dbopt.verify_rolling('user_spending_30d')".into()),
         ];
         for (state, message, call) in cases {
-            let (got_state, got_message) = Spi::get_two_with_args::<String, String>(
-                "SELECT * FROM pg_temp.refusal($1)",
-                &[call.as_str().into()],
-            )
-            .unwrap();
-            assert_eq!(
-                (got_state.as_deref(), got_message.as_deref()),
-                (Some(state), Some(message)),
-                "{call}"
-            );
+            assert_eq!(refusal(&call), (state.into(), message.into()), "{call}");
             sql("RESET ROLE");
         }
         assert_eq!(
