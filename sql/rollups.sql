@@ -51,6 +51,9 @@ CREATE POLICY owners ON @extschema@.rolling_aggregates
                (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = aggregate), 'USAGE'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.rolling_aggregates TO PUBLIC;
 
+-- The INSERT trigger's gate (src/rollups/insert_gate.rs) runs no SQL, but is pinned all the same.
+ALTER FUNCTION @extschema@.rolling_insert_gate() SET search_path = pg_catalog, pg_temp;
+
 -- The public functions pin their own search_path like every dbopt function, so the caller's
 -- comes in as a parameter whose default is evaluated by the calling query, in the caller's
 -- settings: names are resolved, and measures and filters read, where the caller wrote them.

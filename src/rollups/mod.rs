@@ -1190,6 +1190,7 @@ extension_sql_file!(
     "../../sql/rollups.sql",
     name = "rollups",
     requires = [
+        insert_gate::rolling_insert_gate,
         rolling_create,
         rolling_refresh_of,
         rolling_query,
