@@ -8,7 +8,10 @@
 #   (c) seed 001's A1 top-10 report over the orders / the same report read from user_spending_30d
 #   (d) refresh_rolling after one day's worth of rows aged out
 #
-#   BENCH_QUICK=1          500k orders and 5 s pgbench runs instead of 5M and 20 s
+#   BENCH_QUICK=1          500k orders and 5 s pgbench runs instead of 5M and 10 s
+#   BENCH_ROUNDS=3         runs without and with the aggregate alternate this many times: this
+#                          machine's write speed drifts by a quarter over minutes, and alternating
+#                          shares the drift between both sides
 #   BENCH_LOOKAHEAD=0      the aggregate's lookahead: with '1 day', rows dated now count at once
 #                          (one upsert per write, hot groups serialize on their row) instead of
 #                          at the next refresh
@@ -16,7 +19,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO"
 
-if [ -n "${BENCH_QUICK:-}" ]; then ROWS=500000 SECONDS_PER_RUN=5; else ROWS=5000000 SECONDS_PER_RUN=20; fi
+if [ -n "${BENCH_QUICK:-}" ]; then ROWS=500000 SECONDS_PER_RUN=5; else ROWS=5000000 SECONDS_PER_RUN=10; fi
+ROUNDS="${BENCH_ROUNDS:-3}"
 USERS=100000 CLIENTS=16 THREADS=2
 
 start_bench_server /tmp/dbopt-bench-rollups 54333 bench
@@ -99,21 +103,31 @@ pgbench_run() {
   printf '  %-34s %9.0f TPS, failed transactions: %s\n' "$2" "$TPS" "$FAILED"
 }
 
-say "(a) $CLIENTS clients inserting orders for $USERS users, ${SECONDS_PER_RUN}s each"
-without_aggregate
-pgbench_run spread.sql "(a) without the aggregate"
-A_WITHOUT=$TPS
-with_aggregate
-pgbench_run spread.sql "(a) with the aggregate"
-A_WITH=$TPS A_FAILED=$FAILED
+# compare SCRIPT LABEL: ROUNDS runs without the aggregate alternating with ROUNDS runs with it;
+# sets WITHOUT and WITH (mean TPS) and FAILED_WITH (failed transactions with the aggregate).
+compare() {
+  local sum_without=0 sum_with=0 round
+  FAILED_WITH=0
+  for round in $(seq "$ROUNDS"); do
+    without_aggregate
+    pgbench_run "$1" "$2 without the aggregate, round $round"
+    sum_without="$(awk -v a="$sum_without" -v b="$TPS" 'BEGIN { print a + b }')"
+    with_aggregate
+    pgbench_run "$1" "$2 with the aggregate, round $round"
+    sum_with="$(awk -v a="$sum_with" -v b="$TPS" 'BEGIN { print a + b }')"
+    FAILED_WITH=$((FAILED_WITH + ${FAILED%% *}))
+  done
+  WITHOUT="$(awk -v s="$sum_without" -v n="$ROUNDS" 'BEGIN { print s / n }')"
+  WITH="$(awk -v s="$sum_with" -v n="$ROUNDS" 'BEGIN { print s / n }')"
+}
 
-say "(b) $CLIENTS clients, two-row transactions on 10 hot users, ${SECONDS_PER_RUN}s each"
-without_aggregate
-pgbench_run hot.sql "(b) without the aggregate"
-B_WITHOUT=$TPS
-with_aggregate
-pgbench_run hot.sql "(b) with the aggregate"
-B_WITH=$TPS B_FAILED=$FAILED
+say "(a) $CLIENTS clients inserting orders for $USERS users, $ROUNDS rounds of ${SECONDS_PER_RUN}s each way"
+compare spread.sql "(a)"
+A_WITHOUT=$WITHOUT A_WITH=$WITH A_FAILED=$FAILED_WITH
+
+say "(b) $CLIENTS clients, two-row transactions on 10 hot users, $ROUNDS rounds of ${SECONDS_PER_RUN}s each way"
+compare hot.sql "(b)"
+B_WITHOUT=$WITHOUT B_WITH=$WITH B_FAILED=$FAILED_WITH
 DEADLOCKS="$(psql "$URL" -X -At -c "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")"
 DIFFERENCES="$(sql -At -c "SELECT count(*) FROM dbopt.verify_rolling('user_spending_30d')")"
 
