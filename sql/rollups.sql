@@ -83,28 +83,15 @@ BEGIN
 END
 $$;
 
--- Exact answers and verification are read-only queries that Rust plans (src/rollups/) and
--- these run, in the aggregate creator's search_path and TimeZone. The SET clauses make the
--- set_config calls last only until the function returns.
-CREATE FUNCTION @extschema@.rolling_exact_of(aggregate regclass) RETURNS SETOF jsonb
+-- Exact answers and verification are read-only queries that Rust plans (src/rollups/), each
+-- row one JSON object, and this runs, in the aggregate creator's search_path and TimeZone. The
+-- SET clauses make the set_config calls last only until the function returns.
+CREATE FUNCTION @extschema@.rolling_run_of(aggregate regclass, purpose text) RETURNS SETOF jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     plan record;
 BEGIN
-    SELECT * INTO plan FROM @extschema@.rolling_query(aggregate, 'exact');
-    PERFORM pg_catalog.set_config('search_path', plan.search_path, true);
-    PERFORM pg_catalog.set_config('TimeZone', plan.time_zone, true);
-    RETURN QUERY EXECUTE plan.query USING plan.params;
-END
-$$;
-
-CREATE FUNCTION @extschema@.rolling_verify_of(aggregate regclass)
-RETURNS TABLE (bucket timestamptz, group_key jsonb, stored jsonb, recomputed jsonb)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
-DECLARE
-    plan record;
-BEGIN
-    SELECT * INTO plan FROM @extschema@.rolling_query(aggregate, 'verify');
+    SELECT * INTO plan FROM @extschema@.rolling_query(aggregate, purpose);
     PERFORM pg_catalog.set_config('search_path', plan.search_path, true);
     PERFORM pg_catalog.set_config('TimeZone', plan.time_zone, true);
     RETURN QUERY EXECUTE plan.query USING plan.params;
@@ -117,7 +104,7 @@ CREATE FUNCTION @extschema@.rolling_exact(
     name text, search_path text DEFAULT pg_catalog.current_setting('search_path')
 ) RETURNS SETOF jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT @extschema@.rolling_exact_of(@extschema@.rolling_resolve($1, $2))
+    SELECT @extschema@.rolling_run_of(@extschema@.rolling_resolve($1, $2), 'exact')
 $$;
 
 -- The groups where the table (bucket NULL) or a bucket of partial sums differs from the
@@ -126,7 +113,10 @@ CREATE FUNCTION @extschema@.verify_rolling(
     name text, search_path text DEFAULT pg_catalog.current_setting('search_path')
 ) RETURNS TABLE (bucket timestamptz, group_key jsonb, stored jsonb, recomputed jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM @extschema@.rolling_verify_of(@extschema@.rolling_resolve($1, $2))
+    -- stored or recomputed is absent (JSON null) where a group exists on one side only.
+    SELECT (d->>'bucket')::timestamptz, d->'group_key',
+           NULLIF(d->'stored', 'null'), NULLIF(d->'recomputed', 'null')
+      FROM @extschema@.rolling_run_of(@extschema@.rolling_resolve($1, $2), 'verify') d
 $$;
 
 CREATE FUNCTION @extschema@.rebuild_rolling(

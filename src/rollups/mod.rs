@@ -1132,7 +1132,12 @@ fn verify_query(def: &Definition) -> (String, Vec<i64>) {
             )
         ),
     );
-    let query = format!("{table_check} UNION ALL {bucket_check} ORDER BY 1 NULLS FIRST, 2");
+    // One JSON object per difference, as rolling_run_of returns every query's rows.
+    let query = format!(
+        "SELECT pg_catalog.jsonb_build_object('bucket', bucket, 'group_key', group_key, \
+                'stored', stored, 'recomputed', recomputed) \
+           FROM ({table_check} UNION ALL {bucket_check}) d ORDER BY bucket NULLS FIRST, group_key"
+    );
     let window = def.held;
     let params = vec![
         window.start,

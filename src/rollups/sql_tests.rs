@@ -353,6 +353,15 @@ mod tests {
             2,
             "one damaged bucket: {reported}"
         );
+        assert_eq!(
+            one::<String>(
+                "SELECT format('%s %s', stored IS NULL, recomputed->>'total_orders' IS NOT NULL)
+                   FROM dbopt.verify_rolling('user_spending_30d')
+                  WHERE bucket IS NULL AND group_key = '[4]'"
+            ),
+            "t t",
+            "a group missing from the table is stored NULL beside what the source gives"
+        );
         let groups = one::<i64>("SELECT dbopt.rebuild_rolling('user_spending_30d')");
         assert_eq!(groups, one::<i64>("SELECT count(*) FROM user_spending_30d"));
         assert_exact("a rebuild");
