@@ -32,6 +32,7 @@ extension_sql_file!("../sql/partitions.sql", name = "partitions", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    advisor::install_planner_hook();
 }
 
 /// Required by `cargo pgrx test`.

@@ -1,2 +1,112 @@
 //! Index advisor (issue 6): `dbopt.recommend_indexes()` plans pg_stat_statements' workload
-//! in-process with hypothetical indexes, plus index health and query lints.
+//! in-process with hypothetical indexes and chooses one set of indexes for all of it.
+//!
+//! - `workload.rs`: the statements and the tables' statistics, read from the server;
+//! - `plan.rs`: generic planning of a normalized statement in a subtransaction, with skip reasons;
+//! - `query.rs`: what an analyzed statement asks of each table;
+//! - `candidates.rs`: index candidates from those uses;
+//! - `hypo.rs` and `size.rs`: hypothetical btrees injected through get_relation_info_hook;
+//! - `select.rs`: greedy choice over the workload within the limits;
+//! - `recommend.rs`: the above, put together.
+
+mod candidates;
+mod hypo;
+mod normalized;
+mod plan;
+mod query;
+mod recommend;
+mod select;
+mod size;
+mod workload;
+
+use crate::errors::DboptError;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+pub use hypo::install as install_planner_hook;
+
+const FEATURE: &str = "dbopt.recommend_indexes";
+
+fn invalid(message: String) -> ! {
+    DboptError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message).raise()
+}
+
+/// The rows of `dbopt.recommend_indexes`, which shows the table as a regclass.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn index_recommendations(
+    min_calls: default!(i64, 10),
+    max_indexes: default!(i32, 10),
+    max_total_bytes: default!(Option<i64>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(table_oid, pg_sys::Oid),
+        name!(index_definition, String),
+        name!(columns, Vec<String>),
+        name!(estimated_bytes, i64),
+        name!(benefit, f64),
+        name!(write_penalty, f64),
+        name!(queries, JsonB),
+    ),
+> {
+    if max_indexes < 1 {
+        invalid(format!("max_indexes must be at least 1, not {max_indexes}"));
+    }
+    if let Some(budget) = max_total_bytes.filter(|b| *b < 0) {
+        invalid(format!("max_total_bytes must be 0 or more, not {budget}"));
+    }
+    if min_calls < 0 {
+        invalid(format!("min_calls must be 0 or more, not {min_calls}"));
+    }
+    let statements = workload::statements(min_calls, FEATURE);
+    workload::use_sessions_search_path();
+    let limits = select::Limits {
+        max_indexes: max_indexes as usize,
+        max_total_bytes: max_total_bytes.map(|b| b as u64),
+    };
+    let rows: Vec<_> = recommend::recommend(statements, &limits)
+        .into_iter()
+        .map(|r| {
+            (
+                r.table,
+                r.definition,
+                r.columns,
+                r.bytes,
+                r.benefit,
+                r.write_penalty,
+                JsonB(r.queries),
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// The statements recommend_indexes could not plan, and why.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn advisor_skipped(
+    min_calls: default!(i64, 10),
+) -> TableIterator<
+    'static,
+    (
+        name!(queryid, i64),
+        name!(calls, i64),
+        name!(query, String),
+        name!(reason, String),
+    ),
+> {
+    let statements = workload::statements(min_calls, "dbopt.advisor_skipped");
+    workload::use_sessions_search_path();
+    TableIterator::new(
+        recommend::skipped(statements)
+            .into_iter()
+            .map(|(s, reason)| (s.queryid, s.calls, s.query, reason)),
+    )
+}
+
+extension_sql_file!(
+    "../../sql/advisor.sql",
+    name = "advisor",
+    requires = [index_recommendations]
+);

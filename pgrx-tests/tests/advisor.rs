@@ -1,0 +1,347 @@
+//! The index advisor against a live server with pg_stat_statements preloaded: seed 002's
+//! ml_jobs and its problem queries, seed 001's orders report, a primary-key-only workload,
+//! hypothetical indexes that must never leak, and bad input.
+
+use dbopt_integration_tests::{sqlstate, Cluster, ClusterOptions};
+use postgres::Client;
+
+fn cluster() -> Cluster {
+    Cluster::start(ClusterOptions::default().preload("pg_stat_statements"))
+}
+
+fn advisor_database(cluster: &Cluster, name: &str) -> Client {
+    let mut db = cluster.create_database(name, true);
+    db.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .unwrap();
+    db
+}
+
+/// Seed 002's ml_jobs: 1M jobs over about seven years, statuses skewed (0.1% pending).
+fn ml_jobs(db: &mut Client) {
+    db.batch_execute(
+        "CREATE TABLE ml_jobs (
+             id serial PRIMARY KEY, job_uuid varchar(36) UNIQUE, input_text text,
+             status varchar(20) DEFAULT 'pending', result_score float,
+             result_label varchar(50), created_at timestamp DEFAULT now(),
+             completed_at timestamp);
+         INSERT INTO ml_jobs (job_uuid, input_text, status, result_score, result_label,
+                              created_at)
+         SELECT md5(g::text), repeat('x', 100),
+                CASE WHEN g % 1000 = 0 THEN 'pending' WHEN g % 10 = 0 THEN 'failed'
+                     WHEN g % 7 = 0 THEN 'running' ELSE 'completed' END,
+                random(), 'label', timestamp '2019-01-01' + g * interval '220 seconds'
+           FROM generate_series(1, 1000000) g;",
+    )
+    .unwrap();
+    db.batch_execute("VACUUM ANALYZE ml_jobs").unwrap();
+}
+
+/// Seed 002's four problem queries (the pagination one at a realistic depth).
+const ML_JOBS_QUERIES: [&str; 4] = [
+    "SELECT * FROM ml_jobs WHERE status = 'pending' ORDER BY created_at LIMIT 100",
+    "SELECT * FROM ml_jobs ORDER BY created_at DESC LIMIT 50 OFFSET 1000",
+    "SELECT * FROM ml_jobs WHERE created_at BETWEEN '2024-01-01' AND '2024-01-31'
+        AND status = 'completed'",
+    "SELECT status, count(*) FROM ml_jobs GROUP BY status",
+];
+
+fn run_workload(db: &mut Client, queries: &[&str], times: usize) {
+    for _ in 0..times {
+        for query in queries {
+            db.simple_query(query).unwrap();
+        }
+    }
+}
+
+/// Summed execution time (ms) pg_stat_statements recorded per query text prefix, then reset.
+fn measured_ms(db: &mut Client, prefix: &str) -> f64 {
+    db.query_one(
+        "SELECT coalesce(sum(total_exec_time), 0)::float8 FROM pg_stat_statements
+          WHERE query LIKE $1 || '%' AND dbid = (SELECT oid FROM pg_database
+                                                  WHERE datname = current_database())",
+        &[&prefix],
+    )
+    .unwrap()
+    .get(0)
+}
+
+struct Recommended {
+    definition: String,
+    columns: Vec<String>,
+    queries: Vec<String>,
+}
+
+fn recommendations(db: &mut Client) -> Vec<Recommended> {
+    db.query(
+        "SELECT index_definition, columns,
+                ARRAY(SELECT q->>'query' FROM jsonb_array_elements(queries) q)
+           FROM dbopt.recommend_indexes()",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|row| Recommended {
+        definition: row.get(0),
+        columns: row.get(1),
+        queries: row.get(2),
+    })
+    .collect()
+}
+
+fn serves(recommended: &[Recommended], query_start: &str) -> Vec<Vec<String>> {
+    recommended
+        .iter()
+        .filter(|r| r.queries.iter().any(|q| q.starts_with(query_start)))
+        .map(|r| r.columns.clone())
+        .collect()
+}
+
+#[test]
+fn ml_jobs_gets_indexes_for_its_problem_queries_that_cut_their_time_tenfold() {
+    let cluster = cluster();
+    let mut db = advisor_database(&cluster, "jobs");
+    ml_jobs(&mut db);
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    run_workload(&mut db, &ML_JOBS_QUERIES, 12);
+
+    let recommended = recommendations(&mut db);
+    let pending = serves(
+        &recommended,
+        "SELECT * FROM ml_jobs WHERE status = $1 ORDER BY",
+    );
+    assert!(
+        pending
+            .iter()
+            .any(|columns| columns[..] == ["status", "created_at"]),
+        "nothing led by (status, created_at) for the pending jobs: {pending:?}"
+    );
+    let range = serves(
+        &recommended,
+        "SELECT * FROM ml_jobs WHERE created_at BETWEEN",
+    );
+    assert!(
+        range.iter().any(|columns| columns
+            .first()
+            .is_some_and(|c| c == "created_at" || c == "status")),
+        "nothing for the status + date-range query: {range:?}"
+    );
+
+    // The queries the recommendations serve, timed before and after building them.
+    let served: Vec<&str> = ML_JOBS_QUERIES
+        .iter()
+        .copied()
+        .filter(|q| {
+            let normalized_start: String = q.chars().take(30).collect();
+            recommended
+                .iter()
+                .any(|r| r.queries.iter().any(|n| n.starts_with(&normalized_start)))
+        })
+        .collect();
+    assert!(served.len() >= 3, "{served:?}");
+    let time = |db: &mut Client| {
+        db.batch_execute("SELECT pg_stat_statements_reset()")
+            .unwrap();
+        run_workload(db, &served, 5);
+        served
+            .iter()
+            .map(|q| measured_ms(db, &q.chars().take(30).collect::<String>()))
+            .sum::<f64>()
+    };
+    let before = time(&mut db);
+    for r in &recommended {
+        db.batch_execute(&r.definition).unwrap();
+    }
+    db.batch_execute("ANALYZE ml_jobs").unwrap();
+    let after = time(&mut db);
+    println!("served queries: {before:.1} ms before, {after:.1} ms after");
+    assert!(before >= 10.0 * after, "{before:.1} ms -> {after:.1} ms");
+
+    // Once built, nothing more is recommended for the same workload.
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    run_workload(&mut db, &ML_JOBS_QUERIES, 12);
+    let again = recommendations(&mut db);
+    assert!(
+        again
+            .iter()
+            .all(|r| !recommended.iter().any(|o| o.definition == r.definition)),
+        "{:?}",
+        again.iter().map(|r| &r.definition).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_orders_report_gets_an_index_led_by_status_and_created_at() {
+    let cluster = cluster();
+    let mut db = advisor_database(&cluster, "orders");
+    db.batch_execute(
+        "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                              user_id bigint NOT NULL, total_amount numeric(12, 2) NOT NULL,
+                              status text NOT NULL, created_at timestamptz NOT NULL);
+         INSERT INTO orders (user_id, total_amount, status, created_at)
+         SELECT 1 + g % 50000, (g % 1000) / 10.0,
+                CASE WHEN g % 10 < 7 THEN 'completed' WHEN g % 10 < 9 THEN 'pending'
+                     ELSE 'cancelled' END,
+                now() - g * interval '30 seconds'
+           FROM generate_series(1, 1000000) g;",
+    )
+    .unwrap();
+    db.batch_execute("VACUUM ANALYZE orders").unwrap();
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    run_workload(
+        &mut db,
+        &["SELECT user_id, sum(total_amount) AS spent FROM orders
+            WHERE status = 'completed' AND created_at >= now() - interval '30 days'
+            GROUP BY user_id ORDER BY spent DESC LIMIT 10"],
+        12,
+    );
+    let recommended = recommendations(&mut db);
+    assert!(
+        recommended
+            .iter()
+            .any(|r| r.columns.first().map(String::as_str) == Some("status")
+                && r.columns.get(1).map(String::as_str) == Some("created_at")
+                || r.columns.first().map(String::as_str) == Some("created_at")),
+        "{:?}",
+        recommended
+            .iter()
+            .map(|r| &r.definition)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn primary_key_lookups_get_no_recommendation() {
+    let cluster = cluster();
+    let mut db = advisor_database(&cluster, "pk");
+    ml_jobs(&mut db);
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    for id in 1..200 {
+        db.query("SELECT * FROM ml_jobs WHERE id = $1", &[&id])
+            .unwrap();
+        db.query(
+            "UPDATE ml_jobs SET result_score = 0.5 WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    }
+    assert!(recommendations(&mut db).is_empty());
+}
+
+#[test]
+fn hypothetical_indexes_never_leak_even_when_advising_is_cancelled() {
+    let cluster = cluster();
+    let mut db = advisor_database(&cluster, "leak");
+    ml_jobs(&mut db);
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    run_workload(&mut db, &ML_JOBS_QUERIES, 12);
+    let plans = |db: &mut Client| -> String {
+        ML_JOBS_QUERIES
+            .iter()
+            .map(|q| {
+                db.simple_query(&format!("EXPLAIN {q}"))
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = plans(&mut db);
+    assert!(!recommendations(&mut db).is_empty());
+    assert_eq!(plans(&mut db), before, "a plan changed after advising");
+
+    // Cancelled part-way by statement_timeout: the error reaches the caller (it is not taken
+    // for one statement failing to plan) and the next plans are the same.
+    let mut cancelled = false;
+    for timeout_ms in [1, 2, 5, 10, 20, 40] {
+        db.batch_execute(&format!("SET statement_timeout = {timeout_ms}"))
+            .unwrap();
+        let outcome = db.query("SELECT * FROM dbopt.recommend_indexes()", &[]);
+        db.batch_execute("RESET statement_timeout").unwrap();
+        if let Err(error) = outcome {
+            assert_eq!(sqlstate(&error), "57014", "{error}");
+            cancelled = true;
+            assert_eq!(
+                plans(&mut db),
+                before,
+                "a plan changed after a cancelled advice"
+            );
+        }
+    }
+    assert!(cancelled, "no timeout fired while advising");
+}
+
+#[test]
+fn bad_input_and_unplannable_statements() {
+    let cluster = cluster();
+    let mut db = cluster.create_database("bad", true);
+    // pg_stat_statements preloaded but not created in this database.
+    let missing = db
+        .query("SELECT * FROM dbopt.recommend_indexes()", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&missing), "55000", "{missing}");
+    db.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .unwrap();
+    for (call, message) in [
+        ("max_indexes => 0", "max_indexes must be at least 1"),
+        ("max_total_bytes => -1", "max_total_bytes must be 0 or more"),
+        ("min_calls => -5", "min_calls must be 0 or more"),
+    ] {
+        let error = db
+            .query(
+                &format!("SELECT * FROM dbopt.recommend_indexes({call})"),
+                &[],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&error), "22023", "{call}: {error}");
+        let text = error.as_db_error().map(|e| e.message()).unwrap_or_default();
+        assert!(text.contains(message), "{error:?}");
+    }
+
+    // A dropped table, a temporary table of another session, and a utility statement are
+    // skipped with their reasons, never fatal.
+    db.batch_execute(
+        "CREATE TABLE gone (id int, v int);
+         SELECT pg_stat_statements_reset();",
+    )
+    .unwrap();
+    let mut other = cluster.connect("bad");
+    other
+        .batch_execute("CREATE TEMP TABLE scratch (id int, v int)")
+        .unwrap();
+    for v in 0..12 {
+        db.query("SELECT * FROM gone WHERE v = $1", &[&v]).unwrap();
+        other
+            .query("SELECT * FROM scratch WHERE v = $1", &[&v])
+            .unwrap();
+        db.batch_execute("VACUUM gone").unwrap();
+    }
+    db.batch_execute("DROP TABLE gone").unwrap();
+    assert!(recommendations(&mut db).is_empty());
+    let skipped: Vec<(String, String)> = db
+        .query("SELECT query, reason FROM dbopt.advisor_skipped()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let reason = |start: &str| {
+        skipped
+            .iter()
+            .find(|(q, _)| q.starts_with(start))
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{start} not skipped: {skipped:?}"))
+    };
+    assert!(reason("SELECT * FROM gone").contains("does not exist"));
+    assert!(reason("SELECT * FROM scratch").contains("does not exist"));
+    assert!(reason("VACUUM gone").contains("not a SELECT"));
+}
