@@ -65,7 +65,8 @@ unsafe extern "C-unwind" fn relation_info_hook(
     }
 }
 
-/// A column's type, typmod, collation and default btree operator class.
+/// A column's type, typmod, collation and default btree operator class (InvalidOid when its
+/// type has none: json, point...).
 struct Column {
     attnum: i16,
     type_oid: pg_sys::Oid,
@@ -74,26 +75,51 @@ struct Column {
     opclass: pg_sys::Oid,
 }
 
-unsafe fn column(table: pg_sys::Oid, attnum: i16) -> Option<Column> {
-    unsafe {
+impl Column {
+    fn read(table: pg_sys::Oid, attnum: i16) -> Column {
         let (mut type_oid, mut typmod, mut collation) =
             (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
-        pg_sys::get_atttypetypmodcoll(table, attnum, &mut type_oid, &mut typmod, &mut collation);
-        let opclass = pg_sys::GetDefaultOpClass(type_oid, pg_sys::BTREE_AM_OID);
-        (opclass != pg_sys::InvalidOid).then_some(Column {
-            attnum,
-            type_oid,
-            typmod,
-            collation,
-            opclass,
-        })
+        // SAFETY: syscache lookups by OID and attribute number.
+        unsafe {
+            pg_sys::get_atttypetypmodcoll(
+                table,
+                attnum,
+                &mut type_oid,
+                &mut typmod,
+                &mut collation,
+            );
+            Column {
+                attnum,
+                type_oid,
+                typmod,
+                collation,
+                opclass: pg_sys::GetDefaultOpClass(type_oid, pg_sys::BTREE_AM_OID),
+            }
+        }
+    }
+
+    /// A key column: only one whose type has a btree operator class.
+    fn key(table: pg_sys::Oid, attnum: i16) -> Option<Column> {
+        Some(Column::read(table, attnum)).filter(|c| c.opclass != pg_sys::InvalidOid)
+    }
+
+    /// Its average width from the table's statistics, else its type's.
+    fn width(&self, table: pg_sys::Oid) -> i32 {
+        // SAFETY: syscache lookups by OID.
+        unsafe {
+            let measured = pg_sys::get_attavgwidth(table, self.attnum);
+            if measured > 0 {
+                measured
+            } else {
+                pg_sys::get_typavgwidth(self.type_oid, self.typmod)
+            }
+        }
     }
 }
 
 /// Whether every key column has a default btree operator class (json, point... have none).
 pub fn buildable(table: pg_sys::Oid, keys: &[i16]) -> bool {
-    // SAFETY: catalog lookups by OID and attribute number.
-    keys.iter().all(|k| unsafe { column(table, *k) }.is_some())
+    keys.iter().all(|k| Column::key(table, *k).is_some())
 }
 
 unsafe fn palloc_array<T: Copy>(values: &[T]) -> *mut T {
@@ -109,30 +135,16 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
         let Some(keys) = index
             .keys
             .iter()
-            .map(|k| column(index.table, *k))
+            .map(|k| Column::key(index.table, *k))
             .collect::<Option<Vec<_>>>()
         else {
             return;
         };
-        let mut included = Vec::new();
-        for attnum in &index.include {
-            let (mut type_oid, mut typmod, mut collation) =
-                (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
-            pg_sys::get_atttypetypmodcoll(
-                index.table,
-                *attnum,
-                &mut type_oid,
-                &mut typmod,
-                &mut collation,
-            );
-            included.push(Column {
-                attnum: *attnum,
-                type_oid,
-                typmod,
-                collation,
-                opclass: pg_sys::InvalidOid,
-            });
-        }
+        let included: Vec<Column> = index
+            .include
+            .iter()
+            .map(|c| Column::read(index.table, *c))
+            .collect();
         let all: Vec<&Column> = keys.iter().chain(included.iter()).collect();
         let am = pg_sys::GetIndexAmRoutineByAmId(pg_sys::BTREE_AM_OID, false);
 
@@ -197,10 +209,7 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
         }
         i.indextlist = target_list;
 
-        let widths: i32 = all
-            .iter()
-            .map(|c| average_width(index.table, c.attnum, c.type_oid, c.typmod))
-            .sum();
+        let widths: i32 = all.iter().map(|c| c.width(index.table)).sum();
         let size = super::size::estimate((*rel).tuples, widths);
         i.tuples = (*rel).tuples;
         i.pages = size.pages;
@@ -228,28 +237,9 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
     }
 }
 
-/// A column's average width from the table's statistics, else its type's.
-pub fn average_width(table: pg_sys::Oid, attnum: i16, type_oid: pg_sys::Oid, typmod: i32) -> i32 {
-    // SAFETY: catalog lookups by OID.
-    unsafe {
-        let measured = pg_sys::get_attavgwidth(table, attnum);
-        if measured > 0 {
-            measured
-        } else {
-            pg_sys::get_typavgwidth(type_oid, typmod)
-        }
-    }
-}
-
-/// The average width of a column looked up by number, for size estimates outside the planner.
+/// The average width of a column, for size estimates outside the planner.
 pub fn column_width(table: pg_sys::Oid, attnum: i16) -> i32 {
-    // SAFETY: catalog lookups by OID and attribute number.
-    unsafe {
-        let (mut type_oid, mut typmod, mut collation) =
-            (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
-        pg_sys::get_atttypetypmodcoll(table, attnum, &mut type_oid, &mut typmod, &mut collation);
-        average_width(table, attnum, type_oid, typmod)
-    }
+    Column::read(table, attnum).width(table)
 }
 
 /// OIDs below FirstNormalObjectId that no relation has: they can never name a real index, and

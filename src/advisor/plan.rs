@@ -62,47 +62,46 @@ pub struct Analysis {
     pub limit_parameter: Option<i32>,
 }
 
-/// A plan's estimated total cost.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Planned {
-    pub cost: f64,
+/// A statement's text as the parser gets it, prepared once for its many plannings.
+pub struct Text(CString);
+
+impl Text {
+    pub fn new(query: &str) -> Result<Text, Skip> {
+        CString::new(typed_literals_as_casts(query))
+            .map(Text)
+            .map_err(|_| Skip::Failed("the text holds a NUL byte".into()))
+    }
 }
 
-/// Plans `query` as it stands, and says what it asks of its tables.
-pub fn analyze(query: &str) -> Result<(Analysis, Planned), Skip> {
-    let text = c_text(query)?;
+/// Plans `text` as it stands: its estimated total cost, and what it asks of its tables.
+pub fn analyze(text: &Text) -> Result<(Analysis, f64), Skip> {
     in_subtransaction(|| {
         let mut analysis = Analysis::default();
         // SAFETY: planning in a subtransaction, reading nodes the planner allocated.
-        let planned = unsafe { plan(&text, Some(&mut analysis), &[]) }?;
-        Ok((analysis, planned))
+        let cost = unsafe { plan(&text.0, Some(&mut analysis), &[]) }?;
+        Ok((analysis, cost))
     })
 }
 
-/// Plans `query` with `indexes` visible to the planner; with `bound` parameter values (number,
-/// value as text) the plan is the one those values get, else the generic plan.
-pub fn plan_with(
-    query: &str,
+/// The estimated total cost of `text` with `indexes` visible to the planner; with `bound`
+/// parameter values (number, value as text) the plan is the one those values get, else the
+/// generic plan.
+pub fn cost_with(
+    text: &Text,
     indexes: &[Hypothetical],
     bound: &[(i32, String)],
-) -> Result<Planned, Skip> {
-    let text = c_text(query)?;
+) -> Result<f64, Skip> {
     // SAFETY: as in `analyze`.
     hypo::with_indexes(indexes, || {
-        in_subtransaction(|| unsafe { plan(&text, None, bound) })
+        in_subtransaction(|| unsafe { plan(&text.0, None, bound) })
     })
-}
-
-fn c_text(query: &str) -> Result<CString, Skip> {
-    CString::new(typed_literals_as_casts(query))
-        .map_err(|_| Skip::Failed("the text holds a NUL byte".into()))
 }
 
 unsafe fn plan(
     text: &CString,
     analysis: Option<&mut Analysis>,
     bound: &[(i32, String)],
-) -> Result<Planned, Skip> {
+) -> Result<f64, Skip> {
     unsafe {
         let raw = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
         if raw.is_null() || (*raw).length != 1 {
@@ -146,9 +145,7 @@ unsafe fn plan(
             pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
             parameter_values(parameter_types, parameters, bound),
         );
-        Ok(Planned {
-            cost: (*(*planned).planTree).total_cost,
-        })
+        Ok((*(*planned).planTree).total_cost)
     }
 }
 

@@ -31,6 +31,7 @@ pub struct Recommendation {
 /// A statement of the workload that could be planned.
 struct Planned {
     statement: Statement,
+    text: plan::Text,
     analysis: Analysis,
     /// Parameter values known from the statistics: LIMIT, from the rows each call returned.
     known: Vec<(i32, String)>,
@@ -45,16 +46,12 @@ impl Planned {
     /// parameter, the higher of that and its plan for the rarest common value: the value a
     /// generic plan misjudges most.
     fn cost_with(&self, indexes: &[Hypothetical]) -> Option<f64> {
-        let usual = plan::plan_with(&self.statement.query, indexes, &self.known)
-            .ok()?
-            .cost;
+        let usual = plan::cost_with(&self.text, indexes, &self.known).ok()?;
         if self.rare.is_empty() {
             return Some(usual);
         }
         let bound: Vec<(i32, String)> = self.known.iter().chain(&self.rare).cloned().collect();
-        let rare = plan::plan_with(&self.statement.query, indexes, &bound)
-            .map(|p| p.cost)
-            .unwrap_or(usual);
+        let rare = plan::cost_with(&self.text, indexes, &bound).unwrap_or(usual);
         Some(usual.max(rare))
     }
 }
@@ -63,25 +60,28 @@ impl Planned {
 pub fn skipped(statements: Vec<Statement>) -> Vec<(Statement, String)> {
     statements
         .into_iter()
-        .filter_map(|s| match plan::analyze(&s.query) {
-            Ok(_) => None,
-            Err(skip) => Some((s, skip.reason())),
-        })
+        .filter_map(
+            |s| match plan::Text::new(&s.query).and_then(|t| plan::analyze(&t)) {
+                Ok(_) => None,
+                Err(skip) => Some((s, skip.reason())),
+            },
+        )
         .collect()
 }
 
 pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendation> {
-    let analyzed: Vec<(Statement, Analysis, f64)> = statements
+    let analyzed: Vec<(Statement, plan::Text, Analysis, f64)> = statements
         .into_iter()
         .filter_map(|statement| {
-            let (analysis, outcome) = plan::analyze(&statement.query).ok()?;
-            Some((statement, analysis, outcome.cost))
+            let text = plan::Text::new(&statement.query).ok()?;
+            let (analysis, cost) = plan::analyze(&text).ok()?;
+            Some((statement, text, analysis, cost))
         })
         .collect();
 
     // The tables worth indexing, each read once.
     let mut tables: BTreeMap<u32, Table> = BTreeMap::new();
-    for (_, analysis, _) in &analyzed {
+    for (_, _, analysis, _) in &analyzed {
         for table_use in &analysis.uses {
             if !tables.contains_key(&table_use.table) {
                 if let Some(table) = workload::table(table_use.table) {
@@ -93,7 +93,7 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
     let mut rare_values: BTreeMap<(u32, i16), Option<String>> = BTreeMap::new();
     let planned: Vec<Planned> = analyzed
         .into_iter()
-        .map(|(statement, analysis, generic_cost)| {
+        .map(|(statement, text, analysis, generic_cost)| {
             let mut rare = Vec::new();
             for table_use in &analysis.uses {
                 let Some(table) = tables.get(&table_use.table) else {
@@ -120,6 +120,7 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
                 .collect();
             let mut planned = Planned {
                 statement,
+                text,
                 analysis,
                 known,
                 rare,
@@ -193,13 +194,18 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
     }
 
     let writes = table_writes(&planned);
+    let sizes: Vec<u64> = candidates
+        .iter()
+        .map(|(c, _)| estimated_size(c, &tables[&c.table]).bytes)
+        .collect();
     let proposals: Vec<Proposal> = candidates
         .iter()
-        .map(|(c, served)| {
+        .zip(&sizes)
+        .map(|((c, served), bytes)| {
             let table = &tables[&c.table];
             Proposal {
                 statements: served.iter().copied().filter(|s| helpable[*s]).collect(),
-                bytes: estimated_size(c, table).bytes,
+                bytes: *bytes,
                 penalty: writes
                     .get(&c.table)
                     .map(|w| w.entries_written(c, table.hot_share) * ENTRY_WRITE_COST)
@@ -242,7 +248,7 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
                     .iter()
                     .map(|k| table.column_name(*k))
                     .collect(),
-                bytes: estimated_size(candidate, table).bytes as i64,
+                bytes: sizes[choice.proposal] as i64,
                 benefit: round(choice.benefit),
                 write_penalty: round(proposals[choice.proposal].penalty),
                 queries,
