@@ -147,20 +147,32 @@ pub fn preload_list_contains(setting: &str, library: &str) -> bool {
 /// Returns the installed extension, or raises SQLSTATE 55000 naming `feature`, the missing
 /// component and what to do about it.
 pub fn require(component: Component, feature: &str) -> InstalledExtension {
+    require_with_hint(component, feature, "")
+}
+
+/// As [`require`], with `alternative` (another way to get the job done) after the hint.
+pub fn require_with_hint(
+    component: Component,
+    feature: &str,
+    alternative: &str,
+) -> InstalledExtension {
     let observed = observe(component);
     let status = diagnose(component, &observed);
     match status {
         Status::Ready(installed) => installed,
-        _ => DboptError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!(
-                "{feature} needs {}, which is {}",
-                component.extension(),
-                status.describe()
-            ),
-        )
-        .hint(status.hint(component, &observed).unwrap_or_default())
-        .raise(),
+        _ => {
+            let hint = status.hint(component, &observed).unwrap_or_default();
+            DboptError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "{feature} needs {}, which is {}",
+                    component.extension(),
+                    status.describe()
+                ),
+            )
+            .hint(format!("{hint} {alternative}").trim().to_owned())
+            .raise()
+        }
     }
 }
 

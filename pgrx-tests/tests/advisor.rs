@@ -2,7 +2,7 @@
 //! ml_jobs and its problem queries, seed 001's orders report, a primary-key-only workload,
 //! hypothetical indexes that must never leak, and bad input.
 
-use dbopt_integration_tests::{sqlstate, Cluster, ClusterOptions};
+use dbopt_integration_tests::{db_error, sqlstate, Cluster, ClusterOptions};
 use postgres::Client;
 
 fn cluster() -> Cluster {
@@ -104,6 +104,33 @@ fn ml_jobs_gets_indexes_for_its_problem_queries_that_cut_their_time_tenfold() {
     db.batch_execute("SELECT pg_stat_statements_reset()")
         .unwrap();
     run_workload(&mut db, &ML_JOBS_QUERIES, 12);
+
+    // What no index fixes is linted: the OFFSET page (a full sort per call before any index
+    // exists) and count(*) per status over 1M rows.
+    let lints: Vec<(String, String, String)> = db
+        .query(
+            "SELECT lint, severity, query FROM dbopt.query_lints() WHERE table_name = 'ml_jobs'::regclass",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(
+        lints
+            .iter()
+            .any(|(lint, severity, query)| lint == "offset_pagination"
+                && severity == "warning"
+                && query.contains("OFFSET")),
+        "{lints:?}"
+    );
+    assert!(
+        lints
+            .iter()
+            .any(|(lint, _, query)| lint == "count_large_table"
+                && query.starts_with("SELECT status, count(*)")),
+        "{lints:?}"
+    );
 
     let recommended = recommendations(&mut db);
     let pending = serves(
@@ -286,10 +313,12 @@ fn bad_input_and_unplannable_statements() {
     let cluster = cluster();
     let mut db = cluster.create_database("bad", true);
     // pg_stat_statements preloaded but not created in this database.
-    let missing = db
-        .query("SELECT * FROM dbopt.recommend_indexes()", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&missing), "55000", "{missing}");
+    for function in ["recommend_indexes", "query_lints"] {
+        let missing = db
+            .query(&format!("SELECT * FROM dbopt.{function}()"), &[])
+            .unwrap_err();
+        assert_eq!(sqlstate(&missing), "55000", "{missing}");
+    }
     db.batch_execute("CREATE EXTENSION pg_stat_statements")
         .unwrap();
     for (call, message) in [
@@ -341,7 +370,267 @@ fn bad_input_and_unplannable_statements() {
             .map(|(_, r)| r.clone())
             .unwrap_or_else(|| panic!("{start} not skipped: {skipped:?}"))
     };
+    for (call, message) in [
+        ("min_calls => -1", "min_calls must be 0 or more"),
+        (
+            "large_table_rows => -1",
+            "large_table_rows must be 0 or more",
+        ),
+        (
+            "wide_table_columns => 0",
+            "wide_table_columns must be at least 1",
+        ),
+    ] {
+        let error = db
+            .query(&format!("SELECT * FROM dbopt.query_lints({call})"), &[])
+            .unwrap_err();
+        assert_eq!(sqlstate(&error), "22023", "{call}: {error}");
+        assert!(db_error(&error).0.contains(message), "{error:?}");
+    }
+    // Statements that do not parse as stored (a dropped table parses; a cut text would not)
+    // are no lint and no error.
+    db.query("SELECT * FROM dbopt.query_lints(min_calls => 0)", &[])
+        .unwrap();
     assert!(reason("SELECT * FROM gone").contains("does not exist"));
     assert!(reason("SELECT * FROM scratch").contains("does not exist"));
     assert!(reason("VACUUM gone").contains("not a SELECT"));
+}
+
+#[test]
+fn select_star_is_linted_on_wide_tables_only() {
+    let cluster = cluster();
+    let mut db = advisor_database(&cluster, "lints");
+    let wide_columns: Vec<String> = (1..=20).map(|i| format!("c{i} int")).collect();
+    db.batch_execute(&format!(
+        "CREATE TABLE wide (id int PRIMARY KEY, {});
+         CREATE TABLE narrow (id int PRIMARY KEY, v int);
+         CREATE TABLE docs (id int PRIMARY KEY, body text);
+         INSERT INTO wide (id) SELECT generate_series(1, 100);
+         INSERT INTO narrow SELECT g, g FROM generate_series(1, 100) g;
+         INSERT INTO docs SELECT g, repeat(md5(g::text), 60) FROM generate_series(1, 100) g;
+         ANALYZE wide, narrow, docs;
+         SELECT pg_stat_statements_reset();",
+        wide_columns.join(", ")
+    ))
+    .unwrap();
+    run_workload(
+        &mut db,
+        &[
+            "SELECT * FROM wide WHERE id = 1",
+            "SELECT * FROM narrow WHERE id = 1",
+            "SELECT d.* FROM docs d JOIN narrow n ON n.id = d.id WHERE n.v = 1",
+            "WITH w AS (SELECT id FROM narrow) SELECT * FROM w",
+        ],
+        12,
+    );
+    let linted: Vec<(String, String)> = db
+        .query(
+            "SELECT table_name::text, query FROM dbopt.query_lints()
+              WHERE lint = 'select_star_wide_table' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // docs is wide by its 1,920-byte rows; narrow is never, even under a * or a WITH named w.
+    let tables: Vec<&str> = linted.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tables, ["docs", "wide"], "{linted:?}");
+}
+
+fn cron_cluster(database: &str) -> Cluster {
+    Cluster::start(
+        ClusterOptions::default()
+            .preload("pg_cron")
+            .setting("cron.database_name", &format!("'{database}'"))
+            .setting("cron.use_background_workers", "on")
+            .setting("max_worker_processes", "20"),
+    )
+}
+
+#[test]
+fn apply_index_builds_through_pg_cron_and_cleans_up_a_failed_build() {
+    let cluster = cron_cluster("apply");
+    let mut db = cluster.create_database("apply", true);
+    db.batch_execute(
+        "CREATE EXTENSION pg_cron;
+         CREATE TABLE public.t (id int PRIMARY KEY, a int, b int);
+         INSERT INTO t SELECT g, g % 1000, g % 10 FROM generate_series(1, 200000) g;",
+    )
+    .unwrap();
+    let built: i64 = db
+        .query_one(
+            "SELECT dbopt.apply_index('CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a)')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // Duplicate values: the build fails and leaves an invalid index behind.
+    let failed: i64 = db
+        .query_one(
+            "SELECT dbopt.apply_index('CREATE UNIQUE INDEX CONCURRENTLY t_b_key ON public.t (b)')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let outcome = |db: &mut Client, id: i64| -> (String, Option<String>, Option<String>) {
+        let row = db
+            .query_one(
+                "SELECT state, message, leftover FROM dbopt.index_builds WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    loop {
+        let jobs: i64 = db
+            .query_one("SELECT count(*) FROM cron.job", &[])
+            .unwrap()
+            .get(0);
+        // Done when both outcomes are in and every job, the finishing one too, is gone.
+        if jobs == 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    let (state, _, leftover) = outcome(&mut db, built);
+    assert_eq!((state.as_str(), leftover), ("built", None));
+    let valid: bool = db
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.t_a_idx'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    let (state, message, leftover) = outcome(&mut db, failed);
+    assert_eq!(state, "failed");
+    assert!(
+        message
+            .as_deref()
+            .unwrap_or("")
+            .contains("could not create unique index"),
+        "{message:?}"
+    );
+    assert_eq!(leftover.as_deref(), Some("dropped"));
+    let leftovers: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 't_b_key'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0);
+    let jobs: i64 = db
+        .query_one("SELECT count(*) FROM cron.job", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 0, "the build and finishing jobs remove themselves");
+}
+
+#[test]
+fn apply_index_refuses_bad_definitions_and_changes_nothing() {
+    let cluster = cron_cluster("refuse");
+    let mut db = cluster.create_database("refuse", true);
+    db.batch_execute(
+        "CREATE EXTENSION pg_cron;
+         CREATE TABLE public.t (id int PRIMARY KEY, a int);
+         CREATE TABLE public.p (id int, at date) PARTITION BY RANGE (at);
+         CREATE VIEW public.v AS SELECT * FROM public.t;
+         CREATE ROLE stranger LOGIN;
+         GRANT USAGE ON SCHEMA cron TO stranger;
+         GRANT SELECT ON public.t TO stranger;",
+    )
+    .unwrap();
+    let attempt = |db: &mut Client, definition: &str| {
+        db.query_one("SELECT dbopt.apply_index($1)", &[&definition])
+            .unwrap_err()
+    };
+    for (definition, code, words) in [
+        (
+            "CREATE INDEX t_a_idx ON public.t (a)",
+            "22023",
+            "only with CONCURRENTLY",
+        ),
+        ("DROP TABLE public.t", "22023", "exactly one CREATE INDEX"),
+        (
+            "CREATE INDEX CONCURRENTLY ON public.t (a)",
+            "22023",
+            "needs the index to be named",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY t_a_idx ON t (a)",
+            "22023",
+            "without its schema",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY x_idx ON public.nope (a)",
+            "42P01",
+            "\"nope\"",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY t_pkey ON public.t (a)",
+            "42P07",
+            "already exists",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY p_at_idx ON public.p (at)",
+            "0A000",
+            "is partitioned",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY v_idx ON public.v (a)",
+            "42809",
+            "not a table",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a",
+            "42601",
+            "syntax error",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a); DROP TABLE public.t",
+            "22023",
+            "exactly one",
+        ),
+    ] {
+        let error = attempt(&mut db, definition);
+        assert_eq!(sqlstate(&error), code, "{definition}: {error}");
+        assert!(
+            db_error(&error).0.contains(words),
+            "{definition}: {error:?}"
+        );
+    }
+    // Only the table's owner may index it, as with CREATE INDEX itself.
+    let mut stranger = cluster.connect_as("refuse", "stranger");
+    let error = attempt(
+        &mut stranger,
+        "CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a)",
+    );
+    assert_eq!(sqlstate(&error), "42501", "{error}");
+    let (builds, jobs): (i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM dbopt.index_builds), (SELECT count(*) FROM cron.job)",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((builds, jobs), (0, 0));
+
+    // Where pg_cron does not run, the error says how to build it by hand.
+    let mut other = cluster.create_database("elsewhere", true);
+    other
+        .batch_execute("CREATE TABLE public.t (id int, a int)")
+        .unwrap();
+    let error = attempt(
+        &mut other,
+        "CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a)",
+    );
+    assert_eq!(sqlstate(&error), "55000", "{error}");
+    let hint = db_error(&error).2.unwrap_or_default();
+    assert!(hint.contains("run it yourself"), "{hint}");
 }

@@ -7,10 +7,14 @@
 //! - `candidates.rs`: index candidates from those uses;
 //! - `hypo.rs` and `size.rs`: hypothetical btrees injected through get_relation_info_hook;
 //! - `select.rs`: greedy choice over the workload within the limits;
-//! - `recommend.rs`: the above, put together.
+//! - `recommend.rs`: the above, put together;
+//! - `apply.rs`: `dbopt.apply_index()`, a recommended index built by a pg_cron job;
+//! - `lints.rs`: `dbopt.query_lints()`, statement shapes no index fixes.
 
+mod apply;
 mod candidates;
 mod hypo;
+mod lints;
 mod normalized;
 mod plan;
 mod query;
@@ -105,8 +109,82 @@ fn advisor_skipped(
     )
 }
 
+/// The rows of `dbopt.query_lints`, which shows the table as a regclass.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn query_lint_rows(
+    min_calls: default!(i64, 10),
+    large_table_rows: default!(i64, 1_000_000),
+    wide_table_columns: default!(i32, 15),
+) -> TableIterator<
+    'static,
+    (
+        name!(queryid, i64),
+        name!(calls, i64),
+        name!(lint, String),
+        name!(severity, String),
+        name!(table_oid, pg_sys::Oid),
+        name!(detail, String),
+        name!(suggestion, String),
+        name!(query, String),
+    ),
+> {
+    if min_calls < 0 {
+        invalid(format!("min_calls must be 0 or more, not {min_calls}"));
+    }
+    if large_table_rows < 0 {
+        invalid(format!(
+            "large_table_rows must be 0 or more, not {large_table_rows}"
+        ));
+    }
+    if wide_table_columns < 1 {
+        invalid(format!(
+            "wide_table_columns must be at least 1, not {wide_table_columns}"
+        ));
+    }
+    let statements = workload::statements(min_calls, "dbopt.query_lints");
+    workload::use_sessions_search_path();
+    let limits = lints::Thresholds {
+        large_table_rows,
+        wide_table_columns,
+    };
+    let mut sizes = std::collections::HashMap::new();
+    let mut rows = Vec::new();
+    for statement in statements {
+        // A statement that does not parse is advisor_skipped's to report, not a lint.
+        let Ok(shapes) = lints::shapes(&statement) else {
+            continue;
+        };
+        for shape in shapes {
+            let table = shape.table();
+            let size = sizes
+                .entry(table)
+                .or_insert_with(|| lints::table_size(table));
+            let Some(size) = size else { continue };
+            if let Some(lint) = lints::judge(&shape, size, &statement, limits) {
+                rows.push((
+                    statement.queryid,
+                    statement.calls,
+                    lint.lint.to_owned(),
+                    lint.severity.to_owned(),
+                    pg_sys::Oid::from(table),
+                    lint.detail,
+                    lint.suggestion,
+                    statement.query.clone(),
+                ));
+            }
+        }
+    }
+    TableIterator::new(rows)
+}
+
 extension_sql_file!(
     "../../sql/advisor.sql",
     name = "advisor",
-    requires = [index_recommendations]
+    requires = [
+        index_recommendations,
+        query_lint_rows,
+        apply::index_build_plan,
+        apply::drop_invalid_index
+    ]
 );

@@ -71,6 +71,10 @@ impl Text {
             .map(Text)
             .map_err(|_| Skip::Failed("the text holds a NUL byte".into()))
     }
+
+    pub fn as_ptr(&self) -> *const std::ffi::c_char {
+        self.0.as_ptr()
+    }
 }
 
 /// Plans `text` as it stands: its estimated total cost, and what it asks of its tables.
@@ -221,7 +225,7 @@ unsafe fn write_of(query: *mut pg_sys::Query) -> Option<Write> {
 }
 
 /// SELECT, INSERT, UPDATE and DELETE; not utility statements (EXPLAIN, COPY, DDL...).
-unsafe fn is_plannable(node: *mut pg_sys::Node) -> bool {
+pub(super) unsafe fn is_plannable(node: *mut pg_sys::Node) -> bool {
     unsafe {
         !node.is_null()
             && matches!(
@@ -236,7 +240,7 @@ unsafe fn is_plannable(node: *mut pg_sys::Node) -> bool {
 
 /// Runs `work` in a subtransaction and a memory context of its own, both gone when it returns:
 /// an error PostgreSQL raised inside becomes `Skip::Failed` with its message.
-fn in_subtransaction<T>(work: impl FnOnce() -> Result<T, Skip>) -> Result<T, Skip> {
+pub(super) fn in_subtransaction<T>(work: impl FnOnce() -> Result<T, Skip>) -> Result<T, Skip> {
     unsafe {
         let caller_context = pg_sys::CurrentMemoryContext;
         let caller_owner = pg_sys::CurrentResourceOwner;

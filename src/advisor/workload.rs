@@ -14,6 +14,8 @@ pub struct Statement {
     pub calls: i64,
     /// Rows returned or affected, over all calls.
     pub rows: i64,
+    /// Shared buffers hit or read, over all calls.
+    pub buffers: i64,
     pub query: String,
 }
 
@@ -22,7 +24,8 @@ pub struct Statement {
 pub fn statements(min_calls: i64, feature: &str) -> Vec<Statement> {
     let installed = requirements::require(Component::PgStatStatements, feature);
     let sql = format!(
-        "SELECT s.queryid, sum(s.calls)::bigint, sum(s.rows)::bigint, s.query \
+        "SELECT s.queryid, sum(s.calls)::bigint, sum(s.rows)::bigint, \
+                sum(s.shared_blks_hit + s.shared_blks_read)::bigint, s.query \
            FROM {}.pg_stat_statements s \
           WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d \
                            WHERE d.datname = pg_catalog.current_database()) \
@@ -40,7 +43,8 @@ pub fn statements(min_calls: i64, feature: &str) -> Vec<Statement> {
                     queryid: row.get::<i64>(1)?.unwrap_or(0),
                     calls: row.get::<i64>(2)?.unwrap_or(0),
                     rows: row.get::<i64>(3)?.unwrap_or(0),
-                    query: row.get::<String>(4)?.unwrap_or_default(),
+                    buffers: row.get::<i64>(4)?.unwrap_or(0),
+                    query: row.get::<String>(5)?.unwrap_or_default(),
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()

@@ -1,2 +1,12 @@
 //! Database health and upkeep (issue 7): `dbopt.db_health()`, statistics snapshots, the
 //! materialized-view refresh manager and per-key row caps.
+//!
+//! `dbopt.index_health()` (sql/index_health.sql) is plain SQL over the catalogs: which indexes
+//! are invalid, duplicate, prefix-redundant or unused, compared on what the catalogs hold
+//! (keys, operator classes, collations, deparsed expressions and predicates), never on text.
+//! Its tests are live-server ones (pgrx-tests/tests/health.rs): an invalid index is only made
+//! by a failing CREATE INDEX CONCURRENTLY, which no transaction can run.
+
+use pgrx::prelude::*;
+
+extension_sql_file!("../../sql/index_health.sql", name = "index_health");
