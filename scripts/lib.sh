@@ -72,7 +72,8 @@ as_server_user() {
 }
 
 # A PostgreSQL of our own: data and Unix socket in DIR, no TCP, pg_stat_statements and pg_cron
-# preloaded (pg_cron serving DATABASE, which is created). Any earlier server in DIR is replaced.
+# preloaded (pg_cron serving DATABASE, which is created; with no TCP its jobs run in background
+# workers). Any earlier server in DIR is replaced.
 start_throwaway_server() {
   local dir="$1" port="$2" database="$3" bindir
   bindir="$("$PG_CONFIG" --bindir)"
@@ -88,6 +89,8 @@ listen_addresses = ''
 unix_socket_directories = '$dir'
 shared_preload_libraries = 'pg_stat_statements,pg_cron'
 cron.database_name = '$database'
+cron.use_background_workers = on
+max_worker_processes = 16
 shared_buffers = '512MB'
 maintenance_work_mem = '256MB'
 max_wal_size = '4GB'
