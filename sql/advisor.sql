@@ -116,12 +116,14 @@ $$;
 -- leaves (waiting at most dbopt.lock_timeout; retried next minute), starts the next queued
 -- build, and removes itself when nothing is left to watch.
 CREATE PROCEDURE @extschema@.finish_index_builds()
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     b record;
     run record;
     valid boolean;
 BEGIN
+    -- Pinned in the body, as in every dbopt procedure (a SET clause would forbid COMMIT).
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
         RETURN;
     END IF;
