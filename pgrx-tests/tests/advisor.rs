@@ -634,3 +634,61 @@ fn apply_index_refuses_bad_definitions_and_changes_nothing() {
     let hint = db_error(&error).2.unwrap_or_default();
     assert!(hint.contains("run it yourself"), "{hint}");
 }
+
+#[test]
+fn a_condition_that_survives_normalization_gets_a_partial_index() {
+    let cluster = cluster();
+    let mut db = advisor_database(&cluster, "partial");
+    // 400k tasks over 2,000 owners; 3% still open (closed_at IS NULL).
+    db.batch_execute(
+        "CREATE TABLE tasks (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                             owner int NOT NULL, title text NOT NULL,
+                             created_at timestamptz NOT NULL, closed_at timestamptz);
+         INSERT INTO tasks (owner, title, created_at, closed_at)
+         SELECT g % 2000, 'task ' || g, now() - g * interval '1 minute',
+                CASE WHEN g % 100 >= 3 THEN now() - g * interval '30 seconds' END
+           FROM generate_series(1, 400000) g;",
+    )
+    .unwrap();
+    db.batch_execute("VACUUM ANALYZE tasks").unwrap();
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    for owner in 0..40 {
+        db.query(
+            "SELECT id, title FROM tasks WHERE owner = $1 AND closed_at IS NULL",
+            &[&owner],
+        )
+        .unwrap();
+    }
+    let recommended = recommendations(&mut db);
+    let partial = recommended
+        .iter()
+        .find(|r| r.definition.ends_with("WHERE closed_at IS NULL"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no partial index: {:?}",
+                recommended
+                    .iter()
+                    .map(|r| &r.definition)
+                    .collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(partial.columns, ["owner"], "{}", partial.definition);
+    db.batch_execute(&partial.definition).unwrap();
+    db.batch_execute("ANALYZE tasks").unwrap();
+    let plan: String = db
+        .simple_query("EXPLAIN SELECT id, title FROM tasks WHERE owner = 7 AND closed_at IS NULL")
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("where_closed_at_null_idx"), "{plan}");
+    // Built, it is not recommended again.
+    assert!(recommendations(&mut db)
+        .iter()
+        .all(|r| r.definition != partial.definition));
+}

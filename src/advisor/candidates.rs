@@ -1,6 +1,8 @@
 //! Index candidates from what statements ask of a table (query.rs). Equality columns lead, as
 //! a btree can only use a column after those before it are fixed; then one range, ORDER BY or
 //! GROUP BY; small column sets also get a covering (INCLUDE) variant for index-only scans.
+//! A statement whose WHERE fixes a predicate that survives normalization (`deleted_at IS
+//! NULL`, a boolean column) also gets partial variants holding only the rows it can match.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +18,51 @@ pub struct TableUse {
     pub referenced: Vec<i16>,
     /// Columns compared for equality with a statement parameter: (column, parameter number).
     pub parameters: Vec<(i16, i32)>,
+    /// Conditions of the WHERE clause with no parameter in them, which a partial index's
+    /// predicate can repeat.
+    pub fixed: Vec<Predicate>,
+}
+
+/// A condition on one column that pg_stat_statements leaves as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Predicate {
+    IsNull(i16),
+    IsNotNull(i16),
+    /// A boolean column on its own (`WHERE active`).
+    IsTrue(i16),
+    /// `WHERE NOT active`.
+    IsFalse(i16),
+}
+
+impl Predicate {
+    pub fn column(self) -> i16 {
+        match self {
+            Predicate::IsNull(c)
+            | Predicate::IsNotNull(c)
+            | Predicate::IsTrue(c)
+            | Predicate::IsFalse(c) => c,
+        }
+    }
+
+    /// The predicate as SQL, with `column` the quoted column name.
+    pub fn sql(self, column: &str) -> String {
+        match self {
+            Predicate::IsNull(_) => format!("{column} IS NULL"),
+            Predicate::IsNotNull(_) => format!("{column} IS NOT NULL"),
+            Predicate::IsTrue(_) => column.to_owned(),
+            Predicate::IsFalse(_) => format!("NOT {column}"),
+        }
+    }
+
+    /// A few words for the index name.
+    pub fn name_part(self, column: &str) -> String {
+        match self {
+            Predicate::IsNull(_) => format!("{column}_null"),
+            Predicate::IsNotNull(_) => format!("{column}_not_null"),
+            Predicate::IsTrue(_) => column.to_owned(),
+            Predicate::IsFalse(_) => format!("not_{column}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +70,8 @@ pub struct Candidate {
     pub table: u32,
     pub keys: Vec<i16>,
     pub include: Vec<i16>,
+    /// A partial index's predicate.
+    pub predicate: Option<Predicate>,
 }
 
 /// At most this many key columns: wider btrees rarely pay for their size.
@@ -73,13 +122,35 @@ pub fn candidates(table_use: &TableUse) -> BTreeSet<Candidate> {
                 table: table_use.table,
                 keys: keys.clone(),
                 include,
+                predicate: None,
             });
         }
         result.insert(Candidate {
             table: table_use.table,
             keys,
             include: Vec::new(),
+            predicate: None,
         });
+    }
+    // Partial variants for the first fixed condition; its column, constant in the index, is
+    // left out of the keys.
+    if let Some(predicate) = table_use.fixed.first() {
+        let whole: Vec<Candidate> = result.iter().cloned().collect();
+        for candidate in whole {
+            let keys: Vec<i16> = candidate
+                .keys
+                .iter()
+                .copied()
+                .filter(|c| *c != predicate.column())
+                .collect();
+            if !keys.is_empty() {
+                result.insert(Candidate {
+                    keys,
+                    predicate: Some(*predicate),
+                    ..candidate
+                });
+            }
+        }
     }
     result
 }
@@ -110,6 +181,36 @@ mod tests {
 
     // ml_jobs (seed 002): 1 id, 2 status, 3 created_at, 4 payload, ...
     #[test]
+    fn a_fixed_null_test_gets_partial_variants_without_its_column() {
+        // tasks: 1 id, 2 owner, 3 deleted_at, 4 due
+        let found = candidates(&TableUse {
+            table: 1,
+            equality: vec![2],
+            order: vec![4],
+            referenced: vec![1, 2, 3, 4, 5, 6, 7],
+            fixed: vec![Predicate::IsNull(3)],
+            ..TableUse::default()
+        });
+        assert!(found.contains(&Candidate {
+            table: 1,
+            keys: vec![2, 4],
+            include: vec![],
+            predicate: Some(Predicate::IsNull(3))
+        }));
+        assert!(found.contains(&Candidate {
+            table: 1,
+            keys: vec![2, 4],
+            include: vec![],
+            predicate: None
+        }));
+        assert!(found
+            .iter()
+            .all(|c| c.predicate.is_none() || !c.keys.contains(&3)));
+        assert_eq!(Predicate::IsNull(3).sql("deleted_at"), "deleted_at IS NULL");
+        assert_eq!(Predicate::IsFalse(5).sql("active"), "NOT active");
+    }
+
+    #[test]
     fn pending_jobs_by_age_lead_with_status_then_order() {
         let found = candidates(&TableUse {
             table: 1,
@@ -121,12 +222,14 @@ mod tests {
         assert!(found.contains(&Candidate {
             table: 1,
             keys: vec![2, 3],
-            include: vec![]
+            include: vec![],
+            predicate: None
         }));
         assert!(found.contains(&Candidate {
             table: 1,
             keys: vec![3],
-            include: vec![]
+            include: vec![],
+            predicate: None
         }));
         assert!(
             found.iter().all(|c| c.include.is_empty()),
@@ -166,7 +269,8 @@ mod tests {
         assert!(found.contains(&Candidate {
             table: 9,
             keys: vec![1],
-            include: vec![4, 5]
+            include: vec![4, 5],
+            predicate: None
         }));
     }
 

@@ -5,17 +5,21 @@
 //! docs/advisor-hypothetical-indexes.md). The set is active only inside [`with_indexes`], which
 //! clears it on every exit, an error included: no other query ever sees one.
 
+use super::candidates::Predicate;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 
-/// A btree on `table`'s `keys`, with `include` columns, under an OID no relation has.
+/// A btree on `table`'s `keys`, with `include` columns, under an OID no relation has; partial
+/// on `predicate`, which holds `share` of the table's rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hypothetical {
     pub oid: pg_sys::Oid,
     pub table: pg_sys::Oid,
     pub keys: Vec<i16>,
     pub include: Vec<i16>,
+    pub predicate: Option<Predicate>,
+    pub share: f64,
 }
 
 thread_local! {
@@ -209,9 +213,18 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
         }
         i.indextlist = target_list;
 
+        // The planner sets predOK from indpred (check_index_predicates): a partial index is
+        // considered only for queries whose conditions imply its predicate.
+        if let Some(predicate) = index.predicate {
+            i.indpred = pg_sys::lappend(
+                std::ptr::null_mut(),
+                predicate_node(rel, index, predicate).cast(),
+            );
+        }
         let widths: i32 = all.iter().map(|c| c.width(index.table)).sum();
-        let size = super::size::estimate((*rel).tuples, widths);
-        i.tuples = (*rel).tuples;
+        let tuples = (*rel).tuples * index.share;
+        let size = super::size::estimate(tuples, widths);
+        i.tuples = tuples;
         i.pages = size.pages;
         i.tree_height = size.tree_height;
         i.unique = false;
@@ -234,6 +247,45 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
         >((*am).amcostestimate);
         // First in the list, as plancat.c does for real indexes: tried first on ties.
         (*rel).indexlist = pg_sys::lcons(info.cast(), (*rel).indexlist);
+    }
+}
+
+/// `predicate` as the planner's expression over `rel`'s column.
+unsafe fn predicate_node(
+    rel: *mut pg_sys::RelOptInfo,
+    index: &Hypothetical,
+    predicate: Predicate,
+) -> *mut pg_sys::Node {
+    unsafe {
+        let column = Column::read(index.table, predicate.column());
+        let var = pg_sys::makeVar(
+            (*rel).relid as _,
+            column.attnum,
+            column.type_oid,
+            column.typmod,
+            column.collation,
+            0,
+        );
+        let null_test = |kind| {
+            let test =
+                pg_sys::palloc0(std::mem::size_of::<pg_sys::NullTest>()) as *mut pg_sys::NullTest;
+            (*test).xpr.type_ = pg_sys::NodeTag::T_NullTest;
+            (*test).arg = var.cast();
+            (*test).nulltesttype = kind;
+            (*test).location = -1;
+            test.cast()
+        };
+        match predicate {
+            Predicate::IsNull(_) => null_test(pg_sys::NullTestType::IS_NULL),
+            Predicate::IsNotNull(_) => null_test(pg_sys::NullTestType::IS_NOT_NULL),
+            Predicate::IsTrue(_) => var.cast(),
+            Predicate::IsFalse(_) => pg_sys::makeBoolExpr(
+                pg_sys::BoolExprType::NOT_EXPR,
+                pg_sys::lappend(std::ptr::null_mut(), var.cast()),
+                -1,
+            )
+            .cast(),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! equality, those it bounds by a range, joins on, orders and groups by, and every column it
 //! touches. Index candidates are made from these (candidates.rs).
 
-use super::candidates::TableUse;
+use super::candidates::{Predicate, TableUse};
 use pgrx::pg_sys;
 use pgrx::PgList;
 
@@ -106,6 +106,14 @@ unsafe fn walk_conjuncts(
                 return;
             }
         }
+        if let Some((varno, predicate)) = fixed_predicate(node) {
+            if let Some(Some(table)) = level.get_mut(varno - 1) {
+                if !table.fixed.contains(&predicate) {
+                    table.fixed.push(predicate);
+                }
+            }
+            return;
+        }
         if is_a(node, pg_sys::NodeTag::T_SubLink) {
             let sublink = &*(node as *mut pg_sys::SubLink);
             if is_a(sublink.subselect, pg_sys::NodeTag::T_Query) {
@@ -163,6 +171,43 @@ unsafe fn walk_conjuncts(
             (None, Some(r)) if !pg_sys::contain_vars_of_level(left, 0) => record(r, left, false),
             _ => {}
         }
+    }
+}
+
+/// `column IS [NOT] NULL`, a boolean column alone or under NOT: conditions pg_stat_statements
+/// keeps as written, so a partial index can repeat them. With the column's range-table index.
+unsafe fn fixed_predicate(node: *mut pg_sys::Node) -> Option<(usize, Predicate)> {
+    unsafe {
+        if is_a(node, pg_sys::NodeTag::T_NullTest) {
+            let test = &*(node as *mut pg_sys::NullTest);
+            let var = column_of(test.arg.cast())?;
+            let column = (*var).varattno;
+            let predicate = if test.nulltesttype == pg_sys::NullTestType::IS_NULL {
+                Predicate::IsNull(column)
+            } else {
+                Predicate::IsNotNull(column)
+            };
+            return (column > 0).then_some(((*var).varno as usize, predicate));
+        }
+        let (node, negated) = if is_a(node, pg_sys::NodeTag::T_BoolExpr)
+            && (*(node as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::NOT_EXPR
+        {
+            let args = PgList::<pg_sys::Node>::from_pg((*(node as *mut pg_sys::BoolExpr)).args);
+            (args.get_ptr(0)?, true)
+        } else {
+            (node, false)
+        };
+        let var = column_of(node)?;
+        let column = (*var).varattno;
+        if column <= 0 || (*var).vartype != pg_sys::BOOLOID {
+            return None;
+        }
+        let predicate = if negated {
+            Predicate::IsFalse(column)
+        } else {
+            Predicate::IsTrue(column)
+        };
+        Some(((*var).varno as usize, predicate))
     }
 }
 

@@ -2,7 +2,7 @@
 //! from what its statements ask of each table; each costed with hypothetical indexes; one set
 //! chosen for the whole workload (select.rs).
 
-use super::candidates::{candidates, Candidate, TableUse};
+use super::candidates::{candidates, Candidate, Predicate, TableUse};
 use super::hypo::{self, Hypothetical};
 use super::plan::{self, Analysis, Command};
 use super::select::{self, Limits, Proposal};
@@ -164,6 +164,15 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
         .map(|(c, s)| (c, s.into_iter().collect()))
         .filter(|(_, s): &(Candidate, Vec<usize>)| !s.is_empty())
         .collect();
+    // The share of a table's rows a partial candidate holds, from the column's statistics.
+    let mut shares: BTreeMap<(u32, Option<Predicate>), f64> = BTreeMap::new();
+    for (c, _) in &candidates {
+        shares.entry((c.table, c.predicate)).or_insert_with(|| {
+            c.predicate
+                .map(|p| workload::predicate_share(&tables[&c.table], p))
+                .unwrap_or(1.0)
+        });
+    }
     let oids = hypo::unused_oids(candidates.len());
     let hypotheticals: Vec<Hypothetical> = candidates
         .iter()
@@ -173,6 +182,8 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
             table: pg_sys::Oid::from(c.table),
             keys: c.keys.clone(),
             include: c.include.clone(),
+            predicate: c.predicate,
+            share: shares[&(c.table, c.predicate)],
         })
         .collect();
 
@@ -196,7 +207,7 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
     let writes = table_writes(&planned);
     let sizes: Vec<u64> = candidates
         .iter()
-        .map(|(c, _)| estimated_size(c, &tables[&c.table]).bytes)
+        .map(|(c, _)| estimated_size(c, &tables[&c.table], shares[&(c.table, c.predicate)]).bytes)
         .collect();
     let proposals: Vec<Proposal> = candidates
         .iter()
@@ -206,9 +217,14 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
             Proposal {
                 statements: served.iter().copied().filter(|s| helpable[*s]).collect(),
                 bytes: *bytes,
+                // A partial index is written only for the rows its predicate holds.
                 penalty: writes
                     .get(&c.table)
-                    .map(|w| w.entries_written(c, table.hot_share) * ENTRY_WRITE_COST)
+                    .map(|w| {
+                        w.entries_written(c, table.hot_share)
+                            * shares[&(c.table, c.predicate)]
+                            * ENTRY_WRITE_COST
+                    })
                     .unwrap_or(0.0),
             }
         })
@@ -266,6 +282,8 @@ fn round(value: f64) -> f64 {
 fn leads_with(table_use: &TableUse, candidate: &Candidate) -> bool {
     let first = candidate.keys[0];
     table_use.table == candidate.table
+        // A partial index serves only statements that fix its predicate themselves.
+        && candidate.predicate.is_none_or(|p| table_use.fixed.contains(&p))
         && (table_use.equality.contains(&first)
             || table_use.range.contains(&first)
             || table_use.join.contains(&first)
@@ -273,25 +291,30 @@ fn leads_with(table_use: &TableUse, candidate: &Candidate) -> bool {
             || table_use.group.first() == Some(&first))
 }
 
-/// An existing index already leads with the candidate's keys and holds its INCLUDE columns.
+/// An existing index already leads with the candidate's keys, holds its INCLUDE columns, and
+/// is whole or partial on the same predicate.
 fn already_indexed(candidate: &Candidate, table: &Table) -> bool {
-    table.indexes.iter().any(|(keys, include)| {
-        keys.starts_with(&candidate.keys)
+    let wanted = candidate
+        .predicate
+        .map(|p| p.sql(&quote_identifier(&table.column_name(p.column()))));
+    table.indexes.iter().any(|index| {
+        index.keys.starts_with(&candidate.keys)
             && candidate
                 .include
                 .iter()
-                .all(|c| keys.contains(c) || include.contains(c))
+                .all(|c| index.keys.contains(c) || index.include.contains(c))
+            && (index.predicate.is_none() || index.predicate == wanted)
     })
 }
 
-fn estimated_size(candidate: &Candidate, table: &Table) -> size::Size {
+fn estimated_size(candidate: &Candidate, table: &Table, share: f64) -> size::Size {
     let width = candidate
         .keys
         .iter()
         .chain(&candidate.include)
         .map(|c| hypo::column_width(pg_sys::Oid::from(candidate.table), *c))
         .sum();
-    size::estimate(table.tuples, width)
+    size::estimate(table.tuples * share, width)
 }
 
 /// `CREATE INDEX CONCURRENTLY`, named after the table and columns as PostgreSQL would name it.
@@ -313,6 +336,11 @@ fn definition(candidate: &Candidate, table: &Table) -> String {
     if !include.is_empty() {
         name_parts.push("incl".into());
     }
+    let predicate = candidate.predicate.map(|p| {
+        let column = table.column_name(p.column());
+        name_parts.push(format!("where_{}", p.name_part(&column)));
+        p.sql(&quote_identifier(&column))
+    });
     let name = index_name(&name_parts.join("_"));
     let mut sql = format!(
         "CREATE INDEX CONCURRENTLY {} ON {} USING btree ({})",
@@ -322,6 +350,9 @@ fn definition(candidate: &Candidate, table: &Table) -> String {
     );
     if !include.is_empty() {
         sql.push_str(&format!(" INCLUDE ({})", quoted(&include)));
+    }
+    if let Some(predicate) = predicate {
+        sql.push_str(&format!(" WHERE {predicate}"));
     }
     sql
 }
@@ -418,11 +449,13 @@ mod tests {
             table: 1,
             keys: vec![2, 3],
             include: vec![],
+            predicate: None,
         };
         let on_other = Candidate {
             table: 1,
             keys: vec![3],
             include: vec![],
+            predicate: None,
         };
         // All updates HOT: only the updates setting status (column 2) write into (2, 3).
         assert_eq!(writes.entries_written(&on_status, 1.0), 1010.0);

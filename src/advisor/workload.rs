@@ -1,6 +1,7 @@
 //! What the advisor reads from the server: the statements pg_stat_statements recorded for this
 //! database, and for each table its row count, column names, indexes and write activity.
 
+use super::candidates::Predicate;
 use crate::errors::OrRaise;
 use crate::ident::quote_identifier;
 use crate::requirements::{self, Component};
@@ -64,6 +65,13 @@ pub fn use_sessions_search_path() {
     .or_raise("restoring the session's search_path for planning");
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct ExistingIndex {
+    pub keys: Vec<i16>,
+    pub include: Vec<i16>,
+    pub predicate: Option<String>,
+}
+
 /// A table the advisor may index.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -71,8 +79,9 @@ pub struct Table {
     pub name: String,
     pub tuples: f64,
     pub columns: Vec<(i16, String)>,
-    /// Key and INCLUDE columns of its valid, non-partial, non-expression btree indexes.
-    pub indexes: Vec<(Vec<i16>, Vec<i16>)>,
+    /// Its valid, non-expression btree indexes: key and INCLUDE columns, and the predicate of a
+    /// partial one as pg_get_expr prints it, outer parentheses removed.
+    pub indexes: Vec<ExistingIndex>,
     /// Share of its updates that were HOT (no index entry written), from pg_stat_user_tables.
     pub hot_share: f64,
 }
@@ -129,9 +138,11 @@ pub fn table(oid: u32) -> Option<Table> {
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
         let indexes = client
             .select(
-                "SELECT i.indkey::int2[], i.indnkeyatts::int FROM pg_catalog.pg_index i \
+                "SELECT i.indkey::int2[], i.indnkeyatts::int, \
+                        pg_catalog.pg_get_expr(i.indpred, i.indrelid) \
+                   FROM pg_catalog.pg_index i \
                    JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid \
-                  WHERE i.indrelid = $1 AND i.indisvalid AND i.indpred IS NULL \
+                  WHERE i.indrelid = $1 AND i.indisvalid \
                     AND i.indexprs IS NULL AND x.relam = $2",
                 None,
                 &[oid.into(), pg_sys::BTREE_AM_OID.into()],
@@ -139,7 +150,15 @@ pub fn table(oid: u32) -> Option<Table> {
             .map(|r| {
                 let all = r.get::<Vec<i16>>(1)?.unwrap_or_default();
                 let keys = (r.get::<i32>(2)?.unwrap_or(0) as usize).min(all.len());
-                Ok((all[..keys].to_vec(), all[keys..].to_vec()))
+                let predicate = r.get::<String>(3)?.map(|p| {
+                    let inner = p.strip_prefix('(').and_then(|p| p.strip_suffix(')'));
+                    inner.unwrap_or(&p).to_owned()
+                });
+                Ok(ExistingIndex {
+                    keys: all[..keys].to_vec(),
+                    include: all[keys..].to_vec(),
+                    predicate,
+                })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
         Ok::<_, pgrx::spi::Error>(Some(Table {
@@ -153,6 +172,36 @@ pub fn table(oid: u32) -> Option<Table> {
     })
     .or_raise("reading a table's statistics");
     found
+}
+
+/// The share of `table`'s rows that `predicate` holds, from pg_stats (null_frac, and the
+/// boolean's most common values); a half where the column was never analyzed.
+pub fn predicate_share(table: &Table, predicate: Predicate) -> f64 {
+    let column = table.column_name(predicate.column());
+    let share = Spi::get_one_with_args::<f64>(
+        "SELECT (SELECT CASE $4 \
+                   WHEN 'null' THEN s.null_frac \
+                   WHEN 'not null' THEN 1 - s.null_frac \
+                   ELSE coalesce((SELECT m.f FROM unnest(s.most_common_vals::text::text[], \
+                                                        s.most_common_freqs) AS m(v, f) \
+                                  WHERE m.v = $4), (1 - s.null_frac) / 2) END \
+           FROM pg_catalog.pg_stats s \
+          WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = $3 AND NOT s.inherited)::float8",
+        &[
+            table.schema.as_str().into(),
+            table.name.as_str().into(),
+            column.as_str().into(),
+            match predicate {
+                Predicate::IsNull(_) => "null",
+                Predicate::IsNotNull(_) => "not null",
+                Predicate::IsTrue(_) => "t",
+                Predicate::IsFalse(_) => "f",
+            }
+            .into(),
+        ],
+    )
+    .or_raise("reading the column's statistics");
+    share.unwrap_or(0.5).clamp(0.0, 1.0)
 }
 
 /// The rarest of a column's most common values when the column is skewed: its frequency at most
