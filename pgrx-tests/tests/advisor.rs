@@ -65,6 +65,19 @@ fn measured_ms(db: &mut Client, prefix: &str) -> f64 {
     .get(0)
 }
 
+/// EXPLAIN's text for `query`.
+fn explain(db: &mut Client, query: &str) -> String {
+    db.simple_query(&format!("EXPLAIN {query}"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 struct Recommended {
     definition: String,
     columns: Vec<String>,
@@ -269,17 +282,7 @@ fn hypothetical_indexes_never_leak_even_when_advising_is_cancelled() {
     let plans = |db: &mut Client| -> String {
         ML_JOBS_QUERIES
             .iter()
-            .map(|q| {
-                db.simple_query(&format!("EXPLAIN {q}"))
-                    .unwrap()
-                    .into_iter()
-                    .filter_map(|m| match m {
-                        postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            .map(|q| explain(db, q))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -676,16 +679,10 @@ fn a_condition_that_survives_normalization_gets_a_partial_index() {
     assert_eq!(partial.columns, ["owner"], "{}", partial.definition);
     db.batch_execute(&partial.definition).unwrap();
     db.batch_execute("ANALYZE tasks").unwrap();
-    let plan: String = db
-        .simple_query("EXPLAIN SELECT id, title FROM tasks WHERE owner = 7 AND closed_at IS NULL")
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan = explain(
+        &mut db,
+        "SELECT id, title FROM tasks WHERE owner = 7 AND closed_at IS NULL",
+    );
     assert!(plan.contains("where_closed_at_null_idx"), "{plan}");
     // Built, it is not recommended again.
     assert!(recommendations(&mut db)

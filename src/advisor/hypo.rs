@@ -102,6 +102,20 @@ impl Column {
         }
     }
 
+    /// The column as the planner's expression over `rel`.
+    unsafe fn var(&self, rel: *mut pg_sys::RelOptInfo) -> *mut pg_sys::Var {
+        unsafe {
+            pg_sys::makeVar(
+                (*rel).relid as _,
+                self.attnum,
+                self.type_oid,
+                self.typmod,
+                self.collation,
+                0,
+            )
+        }
+    }
+
     /// A key column: only one whose type has a btree operator class.
     fn key(table: pg_sys::Oid, attnum: i16) -> Option<Column> {
         Some(Column::read(table, attnum)).filter(|c| c.opclass != pg_sys::InvalidOid)
@@ -195,14 +209,7 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
         i.relam = pg_sys::BTREE_AM_OID;
         let mut target_list: *mut pg_sys::List = std::ptr::null_mut();
         for (position, c) in all.iter().enumerate() {
-            let var = pg_sys::makeVar(
-                (*rel).relid as _,
-                c.attnum,
-                c.type_oid,
-                c.typmod,
-                c.collation,
-                0,
-            );
+            let var = c.var(rel);
             let entry = pg_sys::makeTargetEntry(
                 var.cast(),
                 (position + 1) as _,
@@ -258,14 +265,7 @@ unsafe fn predicate_node(
 ) -> *mut pg_sys::Node {
     unsafe {
         let column = Column::read(index.table, predicate.column());
-        let var = pg_sys::makeVar(
-            (*rel).relid as _,
-            column.attnum,
-            column.type_oid,
-            column.typmod,
-            column.collation,
-            0,
-        );
+        let var = column.var(rel);
         let null_test = |kind| {
             let test =
                 pg_sys::palloc0(std::mem::size_of::<pg_sys::NullTest>()) as *mut pg_sys::NullTest;
