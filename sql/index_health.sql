@@ -25,18 +25,9 @@ WITH idx AS (
            -- written with different spacing would differ.
            pg_get_expr(i.indexprs, i.indrelid) AS exprs,
            pg_get_expr(i.indpred, i.indrelid) AS pred,
-           -- Pinned: dropping it would drop or break a constraint (primary key, unique, exclusion,
-           -- or a foreign key referencing it), the replica identity, or it is attached to a
-           -- partitioned index and cannot be dropped alone (its parent is judged instead).
-           (i.indisprimary OR i.indisexclusion OR i.indisreplident
-            OR EXISTS (SELECT FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)
-            OR EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid))
-               AS pinned,
+           pin.pinned,
            -- A unique index enforces uniqueness even without a constraint row.
-           (i.indisprimary OR i.indisexclusion OR i.indisreplident OR i.indisunique
-            OR EXISTS (SELECT FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)
-            OR EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid))
-               AS protected,
+           pin.pinned OR i.indisunique AS protected,
            -- A partitioned index has no statistics or storage of its own: sum its partitions'.
            CASE WHEN c.relkind = 'I' THEN
                 (SELECT coalesce(sum(s.idx_scan), 0)::bigint
@@ -53,6 +44,15 @@ WITH idx AS (
       FROM pg_catalog.pg_index i
       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      -- Pinned: dropping it would drop or break a constraint (primary key, unique, exclusion,
+      -- or a foreign key referencing it), the replica identity, or it is attached to a
+      -- partitioned index and cannot be dropped alone (its parent is judged instead).
+     CROSS JOIN LATERAL (
+           SELECT i.indisprimary OR i.indisexclusion OR i.indisreplident
+                  OR EXISTS (SELECT FROM pg_catalog.pg_constraint k
+                              WHERE k.conindid = i.indexrelid)
+                  OR EXISTS (SELECT FROM pg_catalog.pg_inherits h
+                              WHERE h.inhrelid = i.indexrelid) AS pinned) pin
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
        AND n.nspname NOT LIKE 'pg\_toast%'          -- pg_toast and pg_toast_temp_N
        AND NOT pg_is_other_temp_schema(n.oid)

@@ -477,7 +477,9 @@ fn apply_index_builds_through_pg_cron_and_cleans_up_a_failed_build() {
         .unwrap()
         .get(0);
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    // pg_cron starts jobs on the minute and the builds run one after the other: up to a minute
+    // to start each and a minute to record each outcome.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(420);
     let outcome = |db: &mut Client, id: i64| -> (String, Option<String>, Option<String>) {
         let row = db
             .query_one(

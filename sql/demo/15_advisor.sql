@@ -42,7 +42,7 @@ SELECT table_name, index_definition, pg_size_pretty(estimated_bytes) AS size,
 \echo '== dbopt.query_lints(): what no index fixes'
 SELECT lint, severity, table_name, detail, suggestion FROM dbopt.query_lints(min_calls => 5);
 
-\echo '== dbopt.index_health(): indexes to drop (none yet on a fresh schema but unused ones)'
+\echo '== dbopt.index_health(): indexes worth dropping in dbopt_demo'
 SELECT problem, index_name, pg_size_pretty(index_bytes) AS size, drop_statement
   FROM dbopt.index_health() WHERE index_name::text LIKE 'dbopt_demo.%';
 

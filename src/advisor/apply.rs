@@ -74,7 +74,7 @@ fn index_build_plan(
             1 => (*statements.get_ptr(0).unwrap()).stmt,
             _ => std::ptr::null_mut(),
         };
-        if stmt.is_null() || (*stmt).type_ != pg_sys::NodeTag::T_IndexStmt {
+        if !pgrx::is_a(stmt, pg_sys::NodeTag::T_IndexStmt) {
             refuse(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 "dbopt.apply_index runs exactly one CREATE INDEX statement".into(),

@@ -11,7 +11,7 @@ use super::workload::Statement;
 use crate::errors::OrRaise;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgList;
+use pgrx::{is_a, PgList};
 use std::collections::HashSet;
 use std::ffi::CStr;
 
@@ -304,7 +304,7 @@ unsafe fn from_tables(from: *mut pg_sys::List, ctes: &HashSet<String>) -> Vec<(u
 /// `*` gives Some(None), `t.*` Some(Some("t")), anything else None.
 unsafe fn star(node: *mut pg_sys::Node) -> Option<Option<String>> {
     unsafe {
-        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_ColumnRef {
+        if !is_a(node, pg_sys::NodeTag::T_ColumnRef) {
             return None;
         }
         let fields: Vec<_> =
@@ -312,7 +312,7 @@ unsafe fn star(node: *mut pg_sys::Node) -> Option<Option<String>> {
                 .iter_ptr()
                 .collect();
         match fields.as_slice() {
-            [.., last] if (**last).type_ == pg_sys::NodeTag::T_A_Star => {
+            [.., last] if is_a(*last, pg_sys::NodeTag::T_A_Star) => {
                 Some((fields.len() >= 2).then(|| string_value(fields[fields.len() - 2])))
             }
             _ => None,
@@ -327,12 +327,12 @@ unsafe fn order_columns(sort: *mut pg_sys::List) -> Vec<String> {
             .iter_ptr()
             .filter_map(|by| {
                 let node = (*by).node;
-                if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_ColumnRef {
+                if !is_a(node, pg_sys::NodeTag::T_ColumnRef) {
                     return None;
                 }
                 let fields = (*(node as *mut pg_sys::ColumnRef)).fields;
                 let last = PgList::<pg_sys::Node>::from_pg(fields).iter_ptr().last()?;
-                ((*last).type_ == pg_sys::NodeTag::T_String).then(|| string_value(last))
+                is_a(last, pg_sys::NodeTag::T_String).then(|| string_value(last))
             })
             .collect()
     }
@@ -340,7 +340,7 @@ unsafe fn order_columns(sort: *mut pg_sys::List) -> Vec<String> {
 
 unsafe fn string_value(node: *mut pg_sys::Node) -> String {
     unsafe {
-        if (*node).type_ == pg_sys::NodeTag::T_String {
+        if is_a(node, pg_sys::NodeTag::T_String) {
             c_string((*(node as *mut pg_sys::String)).sval)
         } else {
             String::new()

@@ -31,8 +31,20 @@ pub use hypo::install as install_planner_hook;
 
 const FEATURE: &str = "dbopt.recommend_indexes";
 
-fn invalid(message: String) -> ! {
-    DboptError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message).raise()
+/// Raises 22023 naming `name` when `value` is below `least`.
+fn require_at_least(name: &str, value: i64, least: i64) {
+    if value < least {
+        let bound = if least == 0 {
+            "0 or more".to_owned()
+        } else {
+            format!("at least {least}")
+        };
+        DboptError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{name} must be {bound}, not {value}"),
+        )
+        .raise()
+    }
 }
 
 /// The rows of `dbopt.recommend_indexes`, which shows the table as a regclass.
@@ -54,15 +66,11 @@ fn index_recommendations(
         name!(queries, JsonB),
     ),
 > {
-    if max_indexes < 1 {
-        invalid(format!("max_indexes must be at least 1, not {max_indexes}"));
+    require_at_least("max_indexes", max_indexes.into(), 1);
+    if let Some(budget) = max_total_bytes {
+        require_at_least("max_total_bytes", budget, 0);
     }
-    if let Some(budget) = max_total_bytes.filter(|b| *b < 0) {
-        invalid(format!("max_total_bytes must be 0 or more, not {budget}"));
-    }
-    if min_calls < 0 {
-        invalid(format!("min_calls must be 0 or more, not {min_calls}"));
-    }
+    require_at_least("min_calls", min_calls, 0);
     let statements = workload::statements(min_calls, FEATURE);
     workload::use_sessions_search_path();
     let limits = select::Limits {
@@ -129,19 +137,9 @@ fn query_lint_rows(
         name!(query, String),
     ),
 > {
-    if min_calls < 0 {
-        invalid(format!("min_calls must be 0 or more, not {min_calls}"));
-    }
-    if large_table_rows < 0 {
-        invalid(format!(
-            "large_table_rows must be 0 or more, not {large_table_rows}"
-        ));
-    }
-    if wide_table_columns < 1 {
-        invalid(format!(
-            "wide_table_columns must be at least 1, not {wide_table_columns}"
-        ));
-    }
+    require_at_least("min_calls", min_calls, 0);
+    require_at_least("large_table_rows", large_table_rows, 0);
+    require_at_least("wide_table_columns", wide_table_columns.into(), 1);
     let statements = workload::statements(min_calls, "dbopt.query_lints");
     workload::use_sessions_search_path();
     let limits = lints::Thresholds {

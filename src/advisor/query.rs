@@ -4,7 +4,7 @@
 
 use super::candidates::{Predicate, TableUse};
 use pgrx::pg_sys;
-use pgrx::PgList;
+use pgrx::{is_a, PgList};
 
 /// The uses of every table `query` reads, at every level: subqueries in FROM, WITH queries
 /// and sublinks in WHERE included.
@@ -309,8 +309,4 @@ unsafe fn referenced_columns(query: *mut pg_sys::Query, varno: usize) -> Vec<i16
         }
         columns
     }
-}
-
-unsafe fn is_a(node: *mut pg_sys::Node, tag: pg_sys::NodeTag) -> bool {
-    unsafe { !node.is_null() && (*node).type_ == tag }
 }
