@@ -1,8 +1,9 @@
 //! Index candidates from what statements ask of a table (query.rs). Equality columns lead, as
 //! a btree can only use a column after those before it are fixed; then one range, ORDER BY or
 //! GROUP BY; small column sets also get a covering (INCLUDE) variant for index-only scans.
-//! A statement whose WHERE fixes a predicate that survives normalization (`deleted_at IS
-//! NULL`, a boolean column) also gets partial variants holding only the rows it can match.
+//! A statement whose WHERE fixes a predicate (`deleted_at IS NULL`, a boolean column, or
+//! `status = $1` read as the column's rare value) also gets partial variants holding only the
+//! rows it can match.
 
 use std::collections::BTreeSet;
 
@@ -18,13 +19,13 @@ pub struct TableUse {
     pub referenced: Vec<i16>,
     /// Columns compared for equality with a statement parameter: (column, parameter number).
     pub parameters: Vec<(i16, i32)>,
-    /// Conditions of the WHERE clause with no parameter in them, which a partial index's
-    /// predicate can repeat.
+    /// Conditions of the WHERE clause a partial index's predicate can repeat: those with no
+    /// parameter in them, and equalities with a parameter bound to a skewed column's rare value.
     pub fixed: Vec<Predicate>,
 }
 
-/// A condition on one column that pg_stat_statements leaves as written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A condition on one column that a partial index can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Predicate {
     IsNull(i16),
     IsNotNull(i16),
@@ -32,36 +33,65 @@ pub enum Predicate {
     IsTrue(i16),
     /// `WHERE NOT active`.
     IsFalse(i16),
+    /// `column = 'value'`, the value as text (pg_stats' most common values).
+    Equals(i16, String),
 }
 
 impl Predicate {
-    pub fn column(self) -> i16 {
+    pub fn column(&self) -> i16 {
         match self {
             Predicate::IsNull(c)
             | Predicate::IsNotNull(c)
             | Predicate::IsTrue(c)
-            | Predicate::IsFalse(c) => c,
+            | Predicate::IsFalse(c)
+            | Predicate::Equals(c, _) => *c,
         }
     }
 
     /// The predicate as SQL, with `column` the quoted column name.
-    pub fn sql(self, column: &str) -> String {
+    pub fn sql(&self, column: &str) -> String {
         match self {
             Predicate::IsNull(_) => format!("{column} IS NULL"),
             Predicate::IsNotNull(_) => format!("{column} IS NOT NULL"),
             Predicate::IsTrue(_) => column.to_owned(),
             Predicate::IsFalse(_) => format!("NOT {column}"),
+            Predicate::Equals(_, value) => format!("{column} = {}", literal(value)),
         }
     }
 
-    /// A few words for the index name.
-    pub fn name_part(self, column: &str) -> String {
+    /// A few words for the index name: identifier characters only.
+    pub fn name_part(&self, column: &str) -> String {
         match self {
             Predicate::IsNull(_) => format!("{column}_null"),
             Predicate::IsNotNull(_) => format!("{column}_not_null"),
             Predicate::IsTrue(_) => column.to_owned(),
             Predicate::IsFalse(_) => format!("not_{column}"),
+            Predicate::Equals(_, value) => {
+                let word: String = value
+                    .chars()
+                    .map(|c| {
+                        if c.is_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .take(20)
+                    .collect();
+                format!("{column}_{word}")
+            }
         }
+    }
+}
+
+/// `value` as an SQL string literal, read the same whatever standard_conforming_strings says
+/// (as PostgreSQL's quote_literal writes it; plain Rust, so it runs in unit tests).
+fn literal(value: &str) -> String {
+    let quoted = value.replace('\'', "''");
+    if quoted.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
     }
 }
 
@@ -78,6 +108,8 @@ pub struct Candidate {
 const MAX_KEYS: usize = 4;
 /// Statements touching at most this many columns of a table get covering candidates.
 const MAX_COVERED: usize = 5;
+/// Partial variants for at most this many of a statement's fixed conditions.
+const MAX_PARTIAL_PREDICATES: usize = 2;
 
 pub fn candidates(table_use: &TableUse) -> BTreeSet<Candidate> {
     let mut leading: Vec<i16> = Vec::new();
@@ -132,11 +164,11 @@ pub fn candidates(table_use: &TableUse) -> BTreeSet<Candidate> {
             predicate: None,
         });
     }
-    // Partial variants for the first fixed condition; its column, constant in the index, is
-    // left out of the keys.
-    if let Some(predicate) = table_use.fixed.first() {
-        let whole: Vec<Candidate> = result.iter().cloned().collect();
-        for candidate in whole {
+    // Partial variants for the first fixed conditions; a condition's column, constant in the
+    // index, is left out of its keys.
+    let whole: Vec<Candidate> = result.iter().cloned().collect();
+    for predicate in table_use.fixed.iter().take(MAX_PARTIAL_PREDICATES) {
+        for candidate in &whole {
             let keys: Vec<i16> = candidate
                 .keys
                 .iter()
@@ -146,8 +178,8 @@ pub fn candidates(table_use: &TableUse) -> BTreeSet<Candidate> {
             if !keys.is_empty() {
                 result.insert(Candidate {
                     keys,
-                    predicate: Some(*predicate),
-                    ..candidate
+                    predicate: Some(predicate.clone()),
+                    ..candidate.clone()
                 });
             }
         }
@@ -208,6 +240,41 @@ mod tests {
             .all(|c| c.predicate.is_none() || !c.keys.contains(&3)));
         assert_eq!(Predicate::IsNull(3).sql("deleted_at"), "deleted_at IS NULL");
         assert_eq!(Predicate::IsFalse(5).sql("active"), "NOT active");
+    }
+
+    #[test]
+    fn a_rare_value_gets_partial_variants_named_after_it() {
+        let pending = Predicate::Equals(2, "pending".into());
+        let found = candidates(&TableUse {
+            table: 1,
+            equality: vec![2],
+            order: vec![3],
+            parameters: vec![(2, 1)],
+            fixed: vec![pending.clone()],
+            ..TableUse::default()
+        });
+        assert!(found.contains(&Candidate {
+            table: 1,
+            keys: vec![3],
+            include: vec![],
+            predicate: Some(pending.clone())
+        }));
+        assert!(found.contains(&Candidate {
+            table: 1,
+            keys: vec![2, 3],
+            include: vec![],
+            predicate: None
+        }));
+        assert_eq!(pending.sql("status"), "status = 'pending'");
+        assert_eq!(
+            Predicate::Equals(2, "it's".into()).sql("\"s\""),
+            "\"s\" = 'it''s'"
+        );
+        assert_eq!(literal("a\\b"), "E'a\\\\b'");
+        assert_eq!(
+            Predicate::Equals(2, "On Hold!".into()).name_part("status"),
+            "status_on_hold_"
+        );
     }
 
     #[test]

@@ -5,20 +5,20 @@
 //! docs/advisor-hypothetical-indexes.md). The set is active only inside [`with_indexes`], which
 //! clears it on every exit, an error included: no other query ever sees one.
 
-use super::candidates::Predicate;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 
 /// A btree on `table`'s `keys`, with `include` columns, under an OID no relation has; partial
-/// on `predicate`, which holds `share` of the table's rows.
+/// on the WHERE clause of `predicate` (`SELECT FROM ONLY <table> WHERE <condition>`), which
+/// holds `share` of the table's rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hypothetical {
     pub oid: pg_sys::Oid,
     pub table: pg_sys::Oid,
     pub keys: Vec<i16>,
     pub include: Vec<i16>,
-    pub predicate: Option<Predicate>,
+    pub predicate: Option<String>,
     pub share: f64,
 }
 
@@ -222,11 +222,8 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
 
         // The planner sets predOK from indpred (check_index_predicates): a partial index is
         // considered only for queries whose conditions imply its predicate.
-        if let Some(predicate) = index.predicate {
-            i.indpred = pg_sys::lappend(
-                std::ptr::null_mut(),
-                predicate_node(rel, index, predicate).cast(),
-            );
+        if let Some(predicate) = &index.predicate {
+            i.indpred = predicate_list(rel, predicate);
         }
         let widths: i32 = all.iter().map(|c| c.width(index.table)).sum();
         let tuples = (*rel).tuples * index.share;
@@ -257,35 +254,29 @@ unsafe fn add_to_relation(rel: *mut pg_sys::RelOptInfo, index: &Hypothetical) {
     }
 }
 
-/// `predicate` as the planner's expression over `rel`'s column.
-unsafe fn predicate_node(
-    rel: *mut pg_sys::RelOptInfo,
-    index: &Hypothetical,
-    predicate: Predicate,
-) -> *mut pg_sys::Node {
+/// The WHERE clause of `statement` as the planner holds a real index's predicate: analyzed
+/// as CREATE INDEX would, then simplified as RelationGetIndexPredicate does, so that
+/// predicate_implied_by compares like with like (casts and operators included).
+unsafe fn predicate_list(rel: *mut pg_sys::RelOptInfo, statement: &str) -> *mut pg_sys::List {
     unsafe {
-        let column = Column::read(index.table, predicate.column());
-        let var = column.var(rel);
-        let null_test = |kind| {
-            let test =
-                pg_sys::palloc0(std::mem::size_of::<pg_sys::NullTest>()) as *mut pg_sys::NullTest;
-            (*test).xpr.type_ = pg_sys::NodeTag::T_NullTest;
-            (*test).arg = var.cast();
-            (*test).nulltesttype = kind;
-            (*test).location = -1;
-            test.cast()
-        };
-        match predicate {
-            Predicate::IsNull(_) => null_test(pg_sys::NullTestType::IS_NULL),
-            Predicate::IsNotNull(_) => null_test(pg_sys::NullTestType::IS_NOT_NULL),
-            Predicate::IsTrue(_) => var.cast(),
-            Predicate::IsFalse(_) => pg_sys::makeBoolExpr(
-                pg_sys::BoolExprType::NOT_EXPR,
-                pg_sys::lappend(std::ptr::null_mut(), var.cast()),
-                -1,
-            )
-            .cast(),
+        let text =
+            std::ffi::CString::new(statement).expect("built from identifiers and a quoted literal");
+        let raw = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let parse = pg_sys::make_parsestate(std::ptr::null_mut());
+        (*parse).p_sourcetext = text.as_ptr();
+        // Not parse_analyze: its post-analysis hook would give pg_stat_statements an entry.
+        let query = pg_sys::transformTopLevelStmt(parse, pg_sys::list_nth(raw, 0).cast());
+        pg_sys::free_parsestate(parse);
+        let quals =
+            pg_sys::eval_const_expressions(std::ptr::null_mut(), (*(*query).jointree).quals);
+        let quals = pg_sys::canonicalize_qual(quals.cast(), false);
+        let list = pg_sys::make_ands_implicit(quals);
+        pg_sys::fix_opfuncids(list.cast());
+        // The statement's only table is range-table entry 1; plancat.c renumbers the same way.
+        if (*rel).relid != 1 {
+            pg_sys::ChangeVarNodes(list.cast(), 1, (*rel).relid as _, 0);
         }
+        list
     }
 }
 

@@ -94,8 +94,9 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
     let planned: Vec<Planned> = analyzed
         .into_iter()
         .map(|(statement, text, analysis, generic_cost)| {
+            let mut analysis = analysis;
             let mut rare = Vec::new();
-            for table_use in &analysis.uses {
+            for table_use in &mut analysis.uses {
                 let Some(table) = tables.get(&table_use.table) else {
                     continue;
                 };
@@ -107,6 +108,12 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
                         });
                     if let Some(value) = value {
                         rare.push((*parameter, value.clone()));
+                        // Called with the rare value, the statement can use a partial index
+                        // holding only that value's rows.
+                        let predicate = Predicate::Equals(*column, value.clone());
+                        if !table_use.fixed.contains(&predicate) {
+                            table_use.fixed.push(predicate);
+                        }
                     }
                 }
             }
@@ -167,12 +174,16 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
     // The share of a table's rows a partial candidate holds, from the column's statistics.
     let mut shares: BTreeMap<(u32, Option<Predicate>), f64> = BTreeMap::new();
     for (c, _) in &candidates {
-        shares.entry((c.table, c.predicate)).or_insert_with(|| {
-            c.predicate
-                .map(|p| workload::predicate_share(&tables[&c.table], p))
-                .unwrap_or(1.0)
-        });
+        shares
+            .entry((c.table, c.predicate.clone()))
+            .or_insert_with(|| {
+                c.predicate
+                    .as_ref()
+                    .map(|p| workload::predicate_share(&tables[&c.table], p))
+                    .unwrap_or(1.0)
+            });
     }
+    let share_of = |c: &Candidate| shares[&(c.table, c.predicate.clone())];
     let oids = hypo::unused_oids(candidates.len());
     let hypotheticals: Vec<Hypothetical> = candidates
         .iter()
@@ -182,8 +193,15 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
             table: pg_sys::Oid::from(c.table),
             keys: c.keys.clone(),
             include: c.include.clone(),
-            predicate: c.predicate,
-            share: shares[&(c.table, c.predicate)],
+            predicate: c.predicate.as_ref().map(|p| {
+                let table = &tables[&c.table];
+                format!(
+                    "SELECT FROM ONLY {} WHERE {}",
+                    quote_qualified_identifier(&table.schema, &table.name),
+                    p.sql(&quote_identifier(&table.column_name(p.column())))
+                )
+            }),
+            share: share_of(c),
         })
         .collect();
 
@@ -207,7 +225,7 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
     let writes = table_writes(&planned);
     let sizes: Vec<u64> = candidates
         .iter()
-        .map(|(c, _)| estimated_size(c, &tables[&c.table], shares[&(c.table, c.predicate)]).bytes)
+        .map(|(c, _)| estimated_size(c, &tables[&c.table], share_of(c)).bytes)
         .collect();
     let proposals: Vec<Proposal> = candidates
         .iter()
@@ -220,11 +238,7 @@ pub fn recommend(statements: Vec<Statement>, limits: &Limits) -> Vec<Recommendat
                 // A partial index is written only for the rows its predicate holds.
                 penalty: writes
                     .get(&c.table)
-                    .map(|w| {
-                        w.entries_written(c, table.hot_share)
-                            * shares[&(c.table, c.predicate)]
-                            * ENTRY_WRITE_COST
-                    })
+                    .map(|w| w.entries_written(c, table.hot_share) * share_of(c) * ENTRY_WRITE_COST)
                     .unwrap_or(0.0),
             }
         })
@@ -283,7 +297,7 @@ fn leads_with(table_use: &TableUse, candidate: &Candidate) -> bool {
     let first = candidate.keys[0];
     table_use.table == candidate.table
         // A partial index serves only statements that fix its predicate themselves.
-        && candidate.predicate.is_none_or(|p| table_use.fixed.contains(&p))
+        && candidate.predicate.as_ref().is_none_or(|p| table_use.fixed.contains(p))
         && (table_use.equality.contains(&first)
             || table_use.range.contains(&first)
             || table_use.join.contains(&first)
@@ -292,10 +306,14 @@ fn leads_with(table_use: &TableUse, candidate: &Candidate) -> bool {
 }
 
 /// An existing index already leads with the candidate's keys, holds its INCLUDE columns, and
-/// is whole or partial on the same predicate.
+/// has the same predicate as pg_get_expr prints it (or none, like the candidate). A whole index
+/// does not make a partial candidate redundant: the partial one skips the rows it leaves out.
+/// Predicates printed differently (with casts) are left to the planner, which then finds the
+/// candidate no better than the real index.
 fn already_indexed(candidate: &Candidate, table: &Table) -> bool {
     let wanted = candidate
         .predicate
+        .as_ref()
         .map(|p| p.sql(&quote_identifier(&table.column_name(p.column()))));
     table.indexes.iter().any(|index| {
         index.keys.starts_with(&candidate.keys)
@@ -303,7 +321,7 @@ fn already_indexed(candidate: &Candidate, table: &Table) -> bool {
                 .include
                 .iter()
                 .all(|c| index.keys.contains(c) || index.include.contains(c))
-            && (index.predicate.is_none() || index.predicate == wanted)
+            && index.predicate == wanted
     })
 }
 
@@ -336,7 +354,7 @@ fn definition(candidate: &Candidate, table: &Table) -> String {
     if !include.is_empty() {
         name_parts.push("incl".into());
     }
-    let predicate = candidate.predicate.map(|p| {
+    let predicate = candidate.predicate.as_ref().map(|p| {
         let column = table.column_name(p.column());
         name_parts.push(format!("where_{}", p.name_part(&column)));
         p.sql(&quote_identifier(&column))

@@ -175,29 +175,32 @@ pub fn table(oid: u32) -> Option<Table> {
 }
 
 /// The share of `table`'s rows that `predicate` holds, from pg_stats (null_frac, and the
-/// boolean's most common values); a half where the column was never analyzed.
-pub fn predicate_share(table: &Table, predicate: Predicate) -> f64 {
+/// column's most common values); a half where the column was never analyzed or the value is
+/// not among its most common ones.
+pub fn predicate_share(table: &Table, predicate: &Predicate) -> f64 {
     let column = table.column_name(predicate.column());
+    let (test, value) = match predicate {
+        Predicate::IsNull(_) => ("null", None),
+        Predicate::IsNotNull(_) => ("not null", None),
+        Predicate::IsTrue(_) => ("value", Some("t")),
+        Predicate::IsFalse(_) => ("value", Some("f")),
+        Predicate::Equals(_, value) => ("value", Some(value.as_str())),
+    };
     let share = Spi::get_one_with_args::<f64>(
         "SELECT (SELECT CASE $4 \
                    WHEN 'null' THEN s.null_frac \
                    WHEN 'not null' THEN 1 - s.null_frac \
                    ELSE coalesce((SELECT m.f FROM unnest(s.most_common_vals::text::text[], \
                                                         s.most_common_freqs) AS m(v, f) \
-                                  WHERE m.v = $4), (1 - s.null_frac) / 2) END \
+                                  WHERE m.v = $5), (1 - s.null_frac) / 2) END \
            FROM pg_catalog.pg_stats s \
           WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = $3 AND NOT s.inherited)::float8",
         &[
             table.schema.as_str().into(),
             table.name.as_str().into(),
             column.as_str().into(),
-            match predicate {
-                Predicate::IsNull(_) => "null",
-                Predicate::IsNotNull(_) => "not null",
-                Predicate::IsTrue(_) => "t",
-                Predicate::IsFalse(_) => "f",
-            }
-            .into(),
+            test.into(),
+            value.into(),
         ],
     )
     .or_raise("reading the column's statistics");
