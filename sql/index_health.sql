@@ -37,9 +37,9 @@ WITH idx AS (
                                 WHERE s.indexrelid = i.indexrelid), 0)
            END AS scans,
            CASE WHEN c.relkind = 'I' THEN
-                (SELECT coalesce(sum(pg_relation_size(t.relid)), 0)::bigint
+                (SELECT coalesce(sum(abs(@extschema@.relation_bytes_nowait(t.relid, 'relation'))), 0)::bigint
                    FROM pg_catalog.pg_partition_tree(i.indexrelid) t)
-                ELSE pg_relation_size(i.indexrelid)
+                ELSE abs(@extschema@.relation_bytes_nowait(i.indexrelid, 'relation'))
            END AS bytes
       FROM pg_catalog.pg_index i
       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
@@ -127,21 +127,35 @@ stats AS (
     SELECT (SELECT d.stats_reset FROM pg_catalog.pg_stat_database d
              WHERE d.datname = current_database()) AS stats_reset
 ),
+-- Unused: idx_scan = 0 since the statistics were reset, or, where dbopt.snapshot_stats has
+-- watched the index, no scan since a snapshot at least the unused_index warning's days ago.
 unused AS (
     SELECT x.indexrelid, 4 AS rank, 'unused' AS problem, NULL::oid AS kept,
-           CASE WHEN s.stats_reset IS NULL
+           CASE WHEN u.evidence = 'snapshots'
+                THEN format('no scans since %s (%s ago), as dbopt.snapshot_stats measured',
+                            date_trunc('second', u.unused_since),
+                            date_trunc('second', now() - u.unused_since))
+                WHEN s.stats_reset IS NULL
                 THEN 'idx_scan = 0 since statistics began (never reset)'
                 ELSE format('idx_scan = 0 since statistics were reset %s ago',
                             date_trunc('second', now() - s.stats_reset))
-           END AS detail
+           END AS detail,
+           u.unused_since
       FROM idx x CROSS JOIN stats s
-     WHERE x.indisvalid AND NOT x.protected AND x.scans = 0
+      LEFT JOIN @extschema@.index_unused_since() u ON u.indexrelid = x.indexrelid
+     WHERE x.indisvalid AND NOT x.protected
+       AND (x.scans = 0
+            OR (u.evidence = 'snapshots'
+                AND u.unused_since <= now() - make_interval(secs => 86400 * (
+                        SELECT l.warning FROM @extschema@.health_limits('unused_index') l
+                         WHERE l.object_name IS NULL))))
 ),
 -- One row per index, its most serious problem.
 worst AS (
     SELECT DISTINCT ON (p.indexrelid) p.*
       FROM (SELECT * FROM invalid UNION ALL SELECT * FROM duplicate
-            UNION ALL SELECT * FROM prefix UNION ALL SELECT * FROM unused) p
+            UNION ALL SELECT * FROM prefix
+            UNION ALL SELECT indexrelid, rank, problem, kept, detail FROM unused) p
      ORDER BY p.indexrelid, p.rank
 )
 SELECT x.indexrelid::regclass, x.indrelid::regclass, w.problem,
@@ -150,11 +164,12 @@ SELECT x.indexrelid::regclass, x.indrelid::regclass, w.problem,
                              || 'the drop takes an ACCESS EXCLUSIVE lock on the table and its '
                              || 'partitions)'
                         ELSE '' END,
-       w.kept::regclass, x.scans, s.stats_reset, x.bytes,
+       w.kept::regclass, x.scans, coalesce(un.unused_since, s.stats_reset), x.bytes,
        CASE WHEN x.relkind = 'I' THEN format('DROP INDEX %I.%I;', x.nspname, x.relname)
             ELSE format('DROP INDEX CONCURRENTLY %I.%I;', x.nspname, x.relname) END
   FROM worst w
   JOIN idx x ON x.indexrelid = w.indexrelid
+  LEFT JOIN unused un ON un.indexrelid = w.indexrelid
  CROSS JOIN stats s
  ORDER BY w.rank, x.bytes DESC, x.nspname, x.relname
 $$;

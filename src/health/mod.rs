@@ -7,6 +7,18 @@
 //! Its tests are live-server ones (pgrx-tests/tests/health.rs): an invalid index is only made
 //! by a failing CREATE INDEX CONCURRENTLY, which no transaction can run.
 
+mod bloat;
+mod sizes;
+
 use pgrx::prelude::*;
 
-extension_sql_file!("../../sql/index_health.sql", name = "index_health");
+extension_sql_file!(
+    "../../sql/health.sql",
+    name = "health",
+    requires = [bloat::table_bloat_estimates, sizes::relation_bytes_nowait]
+);
+extension_sql_file!(
+    "../../sql/index_health.sql",
+    name = "index_health",
+    requires = ["health"]
+);
