@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# dbopt.db_health() on a database of 2,000 tables and 6,000 indexes (target: under 1 s), against
+# a baseline measured in the same run: the plain catalog queries a pghero-style dashboard runs
+# for the same sections (sizes, index usage, vacuum counters, sequences, pg_stats widths),
+# with no grading, no thresholds and no lock-safety.
+#
+#   BENCH_TABLES=2000   tables (each with a primary key and two more indexes)
+#   DBOPT_RELEASE=1     benchmark a release build (recommended)
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+cd "$REPO"
+
+setup
+install_dbopt
+
+DIR=/tmp/dbopt-bench-health PORT=54334 DB=bench TABLES="${BENCH_TABLES:-2000}"
+start_throwaway_server "$DIR" "$PORT" "$DB"
+trap 'stop_throwaway_server "$DIR"' EXIT
+URL="$(throwaway_server_url "$DIR" "$PORT" "$DB")"
+run() { psql "$URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
+run -c "CREATE EXTENSION dbopt; CREATE EXTENSION pg_stat_statements"
+
+say "$TABLES tables of 200 rows, 3 indexes each, analyzed, with some scans"
+run -v tables="$TABLES" <<'SQL'
+SELECT format('CREATE TABLE t%s (id serial PRIMARY KEY, account int, created_at timestamptz,
+                                 note text);
+               CREATE INDEX ON t%s (account); CREATE INDEX ON t%s (created_at);
+               INSERT INTO t%s (account, created_at, note)
+               SELECT g %% 20, now() - g * interval ''1 hour'', ''n'' || g
+                 FROM generate_series(1, 200) g;', n, n, n, n)
+  FROM generate_series(1, :tables) n
+\gexec
+ANALYZE;
+SELECT format('SELECT count(*) FROM t%s WHERE account = 3', n)
+  FROM generate_series(1, :tables, 7) n
+\gexec
+SQL
+run -Atc "SELECT count(*) || ' tables, ' || (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public') || ' indexes' FROM pg_tables WHERE schemaname = 'public'"
+run -c "SELECT dbopt.snapshot_stats()" >/dev/null
+
+# Median of 5 runs of a statement, in ms.
+median_ms() {
+  for _ in 1 2 3 4 5; do
+    run -c '\timing on' -c "$1" | awk '/^Time:/ {print $2}'
+  done | sort -n | awk '{ t[NR] = $1 } END { print t[3] }'
+}
+
+BASELINE="SELECT count(*) FROM (
+  SELECT c.oid, pg_table_size(c.oid), pg_indexes_size(c.oid), pg_total_relation_size(c.oid)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')) sizes,
+  (SELECT count(*) FROM (SELECT s.*, pg_relation_size(s.indexrelid) FROM pg_stat_user_indexes s
+                          JOIN pg_index i USING (indexrelid) WHERE NOT i.indisunique) u) usage,
+  (SELECT count(*) FROM pg_stat_user_tables WHERE n_dead_tup > 50 + 0.2 * n_live_tup) vacuum,
+  (SELECT count(*) FROM pg_sequences) sequences,
+  (SELECT count(*) FROM (SELECT schemaname, tablename, sum(avg_width) FROM pg_stats
+                          GROUP BY 1, 2) w) widths;"
+
+say "median of 5 runs each"
+base="$(median_ms "$BASELINE")"
+ours="$(median_ms "SELECT length(dbopt.db_health()::text);")"
+snap="$(median_ms "SELECT dbopt.snapshot_stats();")"
+bloat="$(median_ms "SELECT count(*) FROM dbopt.health_bloat();")"
+awk -v b="$base" -v o="$ours" -v s="$snap" -v bl="$bloat" 'BEGIN {
+  printf "baseline (plain catalog queries)  %8.1f ms\n", b
+  printf "dbopt.db_health()                 %8.1f ms   ratio %5.2f   target < 1000 ms: %s\n", o, o / b, (o < 1000 ? "met" : "MISSED")
+  printf "dbopt.snapshot_stats()            %8.1f ms\n", s
+  printf "dbopt.health_bloat()              %8.1f ms\n", bl
+}'
