@@ -169,7 +169,8 @@ BEGIN
 
     INSERT INTO @extschema@.table_stat_history
     SELECT snapshot, s.relid, format('%I.%I', s.schemaname, s.relname),
-           abs(@extschema@.relation_bytes_nowait(s.relid, 'total')), s.n_live_tup, s.n_tup_ins, s.n_tup_upd,
+           (SELECT z.own_bytes + z.index_bytes + z.toast_bytes
+              FROM @extschema@.relation_sizes_nowait(s.relid) z), s.n_live_tup, s.n_tup_ins, s.n_tup_upd,
            s.n_tup_del, s.seq_scan, s.idx_scan
       FROM pg_stat_user_tables s;
 
@@ -211,15 +212,17 @@ $$;
 CREATE FUNCTION @extschema@.index_unused_since()
 RETURNS TABLE (indexrelid oid, idx_scan bigint, unused_since timestamptz, evidence text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH reset AS (
+        SELECT (SELECT d.stats_reset FROM pg_stat_database d
+                 WHERE d.datname = current_database()) AS at
+    )
     SELECT s.indexrelid, s.idx_scan,
-           CASE WHEN u.idx_scan = s.idx_scan THEN u.changed_at
-                ELSE (SELECT d.stats_reset FROM pg_stat_database d
-                       WHERE d.datname = current_database()) END,
+           CASE WHEN u.idx_scan = s.idx_scan THEN u.changed_at ELSE r.at END,
            CASE WHEN u.idx_scan = s.idx_scan THEN 'snapshots'
-                WHEN (SELECT d.stats_reset FROM pg_stat_database d
-                       WHERE d.datname = current_database()) IS NULL THEN 'never_reset'
+                WHEN r.at IS NULL THEN 'never_reset'
                 ELSE 'stats_reset' END
       FROM pg_stat_all_indexes s
+      CROSS JOIN reset r
       LEFT JOIN @extschema@.index_usage u
         ON u.indexrelid = s.indexrelid AND u.index_name = format('%I.%I', s.schemaname, s.indexrelname)
      WHERE u.idx_scan = s.idx_scan OR s.idx_scan = 0
@@ -245,31 +248,24 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            AND n.nspname !~ '^pg_toast' AND NOT pg_is_other_temp_schema(n.oid)
     ),
     leaves AS (
-        SELECT t.oid AS top, l.oid, l.reltuples, l.reltoastrelid
+        SELECT t.oid AS top, l.oid, l.reltuples
           FROM tables t
           JOIN pg_class l ON l.oid = t.oid AND t.relkind <> 'p'
         UNION ALL
-        SELECT t.oid, l.oid, l.reltuples, l.reltoastrelid
+        SELECT t.oid, l.oid, l.reltuples
           FROM tables t
           CROSS JOIN LATERAL pg_partition_tree(t.oid) p
           JOIN pg_class l ON l.oid = p.relid AND l.relkind IN ('r', 'm')
          WHERE t.relkind = 'p'
     ),
     -- Measured without waiting on locks: a table someone holds ACCESS EXCLUSIVE on is
-    -- estimated from relpages (a negative size from relation_bytes_nowait) and flagged.
-    measured AS (
-        SELECT l.top, l.reltuples,
-               @extschema@.relation_bytes_nowait(l.oid, 'table') AS heap,
-               @extschema@.relation_bytes_nowait(l.oid, 'indexes') AS indexes,
-               @extschema@.relation_bytes_nowait(l.oid, 'toast') AS toast
-          FROM leaves l
-    ),
+    -- estimated from relpages and flagged.
     sized AS (
-        SELECT m.top, count(*) AS leaves, sum(greatest(m.reltuples, 0))::bigint AS rows_estimate,
-               sum(abs(m.heap))::bigint AS heap_bytes, sum(abs(m.indexes))::bigint AS index_bytes,
-               sum(abs(m.toast))::bigint AS toast_bytes,
-               bool_and(m.heap >= 0 AND m.indexes >= 0 AND m.toast >= 0) AS exact
-          FROM measured m GROUP BY m.top
+        SELECT l.top, count(*) AS leaves, sum(greatest(l.reltuples, 0))::bigint AS rows_estimate,
+               sum(z.own_bytes)::bigint AS heap_bytes, sum(z.index_bytes)::bigint AS index_bytes,
+               sum(z.toast_bytes)::bigint AS toast_bytes, bool_and(z.exact) AS exact
+          FROM leaves l CROSS JOIN LATERAL @extschema@.relation_sizes_nowait(l.oid) z
+         GROUP BY l.top
     ),
     -- The oldest snapshot of the last 30 days holding the table.
     earlier AS (
@@ -306,7 +302,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH lim AS (SELECT * FROM @extschema@.health_limits('unused_index')),
     usage AS (
         SELECT s.indexrelid, s.relid, s.idx_scan,
-               abs(@extschema@.relation_bytes_nowait(s.indexrelid, 'relation')) AS bytes,
+               (SELECT z.own_bytes FROM @extschema@.relation_sizes_nowait(s.indexrelid) z)
+                 AS bytes,
                i.indisunique OR i.indisprimary OR i.indisexclusion
                  OR EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = s.indexrelid)
                  AS enforces,
@@ -490,36 +487,30 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                greatest(s.last_vacuum, s.last_autovacuum) AS last_vacuum,
                greatest(s.last_analyze, s.last_autoanalyze) AS last_analyze,
                greatest(c.reltuples, 0) AS tuples,
-               (SELECT array_agg(o.option_name || '=' || o.option_value)
-                  FROM pg_options_to_table(c.reloptions) o) AS options
+               coalesce((SELECT jsonb_object_agg(o.option_name, o.option_value)
+                           FROM pg_options_to_table(c.reloptions) o), '{}') AS opt
           FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
          WHERE c.relkind IN ('r', 'm')
     ),
+    -- Each autovacuum setting: the table's reloption, else the server's.
     setting AS (
         SELECT o.*,
-               coalesce((SELECT split_part(x, '=', 2) FROM unnest(o.options) x
-                          WHERE x LIKE 'autovacuum_enabled=%')::boolean,
+               coalesce((o.opt->>'autovacuum_enabled')::boolean,
                         current_setting('autovacuum')::boolean) AS enabled,
-               coalesce((SELECT split_part(x, '=', 2) FROM unnest(o.options) x
-                          WHERE x LIKE 'autovacuum_vacuum_threshold=%')::float8,
+               coalesce((o.opt->>'autovacuum_vacuum_threshold')::float8,
                         current_setting('autovacuum_vacuum_threshold')::float8)
-               + coalesce((SELECT split_part(x, '=', 2) FROM unnest(o.options) x
-                            WHERE x LIKE 'autovacuum_vacuum_scale_factor=%')::float8,
+               + coalesce((o.opt->>'autovacuum_vacuum_scale_factor')::float8,
                           current_setting('autovacuum_vacuum_scale_factor')::float8)
                  * o.tuples AS vacuum_at,
                -- -1 turns insert-driven vacuums off.
-               nullif(coalesce((SELECT split_part(x, '=', 2) FROM unnest(o.options) x
-                                 WHERE x LIKE 'autovacuum_vacuum_insert_threshold=%')::float8,
+               nullif(coalesce((o.opt->>'autovacuum_vacuum_insert_threshold')::float8,
                                current_setting('autovacuum_vacuum_insert_threshold')::float8), -1)
-               + coalesce((SELECT split_part(x, '=', 2) FROM unnest(o.options) x
-                            WHERE x LIKE 'autovacuum_vacuum_insert_scale_factor=%')::float8,
+               + coalesce((o.opt->>'autovacuum_vacuum_insert_scale_factor')::float8,
                           current_setting('autovacuum_vacuum_insert_scale_factor')::float8)
                  * o.tuples AS insert_at,
-               coalesce((SELECT split_part(x, '=', 2) FROM unnest(o.options) x
-                          WHERE x LIKE 'autovacuum_analyze_threshold=%')::float8,
+               coalesce((o.opt->>'autovacuum_analyze_threshold')::float8,
                         current_setting('autovacuum_analyze_threshold')::float8)
-               + coalesce((SELECT split_part(x, '=', 2) FROM unnest(o.options) x
-                            WHERE x LIKE 'autovacuum_analyze_scale_factor=%')::float8,
+               + coalesce((o.opt->>'autovacuum_analyze_scale_factor')::float8,
                           current_setting('autovacuum_analyze_scale_factor')::float8)
                  * o.tuples AS analyze_at
           FROM opts o
@@ -557,7 +548,8 @@ CREATE FUNCTION @extschema@.health_wraparound(tables int DEFAULT 10)
 RETURNS TABLE (scope text, object_name text, kind text, age bigint, runway bigint,
                freeze_max_age bigint, share_used float8, severity text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH ages AS (
+    WITH lim AS (SELECT * FROM @extschema@.health_limits('xid_wraparound')),
+    ages AS (
         SELECT 'database' AS scope, d.datname::text AS object_name, 'xid' AS kind,
                age(d.datfrozenxid)::bigint AS age,
                current_setting('autovacuum_freeze_max_age')::bigint AS freeze_max_age,
@@ -580,13 +572,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     )
     SELECT a.scope, a.object_name, a.kind, a.age, 2147483647 - 3000000 - a.age,
            a.freeze_max_age, round(a.age / 2147483648.0, 6)::float8,
-           @extschema@.health_grade(a.age / 2147483648.0, coalesce(o.warning, l.warning),
-                                    coalesce(o.critical, l.critical), l.above)
+           @extschema@.health_grade(a.age / 2147483648.0, coalesce(o.warning, d.warning),
+                                    coalesce(o.critical, d.critical), d.above)
       FROM ages a
-      CROSS JOIN @extschema@.health_limits('xid_wraparound') l
-      LEFT JOIN @extschema@.health_limits('xid_wraparound') o
-        ON o.object_name = a.relid AND o.object_name IS NOT NULL
-     WHERE l.object_name IS NULL
+      CROSS JOIN (SELECT * FROM lim WHERE lim.object_name IS NULL) d
+      LEFT JOIN lim o ON o.object_name = a.relid
      ORDER BY a.scope, a.age DESC
 $$;
 

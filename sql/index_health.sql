@@ -37,9 +37,10 @@ WITH idx AS (
                                 WHERE s.indexrelid = i.indexrelid), 0)
            END AS scans,
            CASE WHEN c.relkind = 'I' THEN
-                (SELECT coalesce(sum(abs(@extschema@.relation_bytes_nowait(t.relid, 'relation'))), 0)::bigint
-                   FROM pg_catalog.pg_partition_tree(i.indexrelid) t)
-                ELSE abs(@extschema@.relation_bytes_nowait(i.indexrelid, 'relation'))
+                (SELECT coalesce(sum(z.own_bytes), 0)::bigint
+                   FROM pg_catalog.pg_partition_tree(i.indexrelid) t
+                  CROSS JOIN LATERAL @extschema@.relation_sizes_nowait(t.relid) z)
+                ELSE (SELECT z.own_bytes FROM @extschema@.relation_sizes_nowait(i.indexrelid) z)
            END AS bytes
       FROM pg_catalog.pg_index i
       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid

@@ -165,7 +165,7 @@ fn table_bloat_estimates() -> TableIterator<
                         coalesce(a.columns, 0), coalesce(st.columns, 0), coalesce(a.dropped, 0),
                         coalesce(st.width, 0), coalesce(st.has_nulls, false),
                         c.relpages::int8 * current_setting('block_size')::int8,
-                        abs(dbopt.relation_bytes_nowait(c.oid, 'toast')),
+                        (SELECT z.toast_bytes FROM dbopt.relation_sizes_nowait(c.oid) z),
                         coalesce(s.n_mod_since_analyze, 0)
                    FROM pg_class c
                    JOIN pg_namespace n ON n.oid = c.relnamespace

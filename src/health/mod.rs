@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 extension_sql_file!(
     "../../sql/health.sql",
     name = "health",
-    requires = [bloat::table_bloat_estimates, sizes::relation_bytes_nowait]
+    requires = [bloat::table_bloat_estimates, sizes::relation_sizes_nowait]
 );
 extension_sql_file!(
     "../../sql/index_health.sql",

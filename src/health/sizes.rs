@@ -6,70 +6,70 @@ use crate::errors::OrRaise;
 use pgrx::prelude::*;
 use pgrx::{direct_function_call, IntoDatum};
 
-/// Bytes of `rel`: `what` is 'table' (pg_table_size less TOAST), 'indexes', 'toast' (with its
-/// index), 'total' or 'relation' (one relation's main fork, as for an index). When the lock
-/// cannot be had at once, relpages × block size from pg_class, negated: a negative size is an
-/// estimate, so callers can tell and show its absolute value.
+/// `rel`'s own bytes (all forks, TOAST excepted: for an index, the index), its indexes' and its
+/// TOAST table's (with the TOAST index), under one lock taken only if it is free at once; when
+/// it is not, the same from pg_class's relpages (as of the last VACUUM or ANALYZE, no lock
+/// needed) and `exact` false.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn relation_bytes_nowait(rel: pg_sys::Oid, what: &str) -> i64 {
+fn relation_sizes_nowait(
+    rel: pg_sys::Oid,
+) -> TableIterator<
+    'static,
+    (
+        name!(own_bytes, i64),
+        name!(index_bytes, i64),
+        name!(toast_bytes, i64),
+        name!(exact, bool),
+    ),
+> {
     let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
     // SAFETY: a conditional lock request, released below on the same relation.
     if !unsafe { pg_sys::ConditionalLockRelationOid(rel, lock) } {
-        return -estimate(rel, what);
+        let (own, indexes, toast) = from_relpages(rel);
+        return TableIterator::once((own, indexes, toast, false));
     }
     let size = |func: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum, oid: pg_sys::Oid| {
         // SAFETY: PostgreSQL's size functions called with an OID; NULL for a vanished relation.
         unsafe { direct_function_call::<i64>(func, &[oid.into_datum()]) }.unwrap_or(0)
     };
-    let toast = || {
-        Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT reltoastrelid FROM pg_class WHERE oid = $1",
-            &[rel.into()],
-        )
-        .or_raise("reading pg_class")
-        .filter(|t| *t != pg_sys::InvalidOid)
-        .map(|t| size(pg_sys::pg_total_relation_size, t))
-        .unwrap_or(0)
-    };
-    let bytes = match what {
-        "table" => size(pg_sys::pg_table_size, rel) - toast(),
-        "indexes" => size(pg_sys::pg_indexes_size, rel),
-        "toast" => toast(),
-        "total" => size(pg_sys::pg_total_relation_size, rel),
-        _ => {
-            let main = "main".into_datum();
-            // SAFETY: as above, with the fork's name.
-            unsafe {
-                direct_function_call::<i64>(pg_sys::pg_relation_size, &[rel.into_datum(), main])
-            }
-            .unwrap_or(0)
-        }
-    };
-    // SAFETY: releases the lock taken above; the size functions released their own.
-    unsafe { pg_sys::UnlockRelationOid(rel, lock) };
-    bytes
-}
-
-/// The same sizes from pg_class's relpages (as of the last VACUUM or ANALYZE), which reading
-/// takes no lock on the relation.
-fn estimate(rel: pg_sys::Oid, what: &str) -> i64 {
-    Spi::get_one_with_args::<i64>(
-        "SELECT (CASE $2
-                   WHEN 'table' THEN c.relpages
-                   WHEN 'indexes' THEN (SELECT coalesce(sum(x.relpages), 0) FROM pg_index i
-                                          JOIN pg_class x ON x.oid = i.indexrelid
-                                         WHERE i.indrelid = c.oid)
-                   WHEN 'toast' THEN t.relpages
-                   WHEN 'total' THEN c.relpages + coalesce(t.relpages, 0)
-                                     + (SELECT coalesce(sum(x.relpages), 0) FROM pg_index i
-                                          JOIN pg_class x ON x.oid = i.indexrelid
-                                         WHERE i.indrelid = c.oid)
-                   ELSE c.relpages END)::int8 * current_setting('block_size')::int8
-           FROM pg_class c LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
-          WHERE c.oid = $1",
-        &[rel.into(), what.into()],
+    let toast = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT reltoastrelid FROM pg_class WHERE oid = $1",
+        &[rel.into()],
     )
     .or_raise("reading pg_class")
-    .unwrap_or(0)
+    .filter(|t| *t != pg_sys::InvalidOid)
+    .map(|t| size(pg_sys::pg_total_relation_size, t))
+    .unwrap_or(0);
+    let own = size(pg_sys::pg_table_size, rel) - toast;
+    let indexes = size(pg_sys::pg_indexes_size, rel);
+    // SAFETY: releases the lock taken above; the size functions released their own.
+    unsafe { pg_sys::UnlockRelationOid(rel, lock) };
+    TableIterator::once((own, indexes, toast, true))
+}
+
+fn from_relpages(rel: pg_sys::Oid) -> (i64, i64, i64) {
+    Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT c.relpages::int8 * b.size,
+                        (SELECT coalesce(sum(x.relpages), 0) FROM pg_index i
+                           JOIN pg_class x ON x.oid = i.indexrelid
+                          WHERE i.indrelid = c.oid)::int8 * b.size,
+                        coalesce(t.relpages, 0)::int8 * b.size
+                   FROM pg_class c
+                   LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+                  CROSS JOIN (SELECT current_setting('block_size')::int8 AS size) b
+                  WHERE c.oid = $1",
+                Some(1),
+                &[rel.into()],
+            )?
+            .first();
+        Ok::<_, pgrx::spi::Error>((
+            row.get::<i64>(1)?.unwrap_or(0),
+            row.get::<i64>(2)?.unwrap_or(0),
+            row.get::<i64>(3)?.unwrap_or(0),
+        ))
+    })
+    .or_raise("reading pg_class")
 }
