@@ -1,6 +1,9 @@
 -- Database health (issue 7): one function per section, each finding graded against thresholds
 -- users can change per object, and dbopt.db_health() putting the sections together as jsonb.
 -- Statistics snapshots (dbopt.snapshot_stats) turn "unused" and "growing" into measurements.
+-- Every catalog-reading function here runs with jit = off: default row estimates for the size
+-- functions push plan costs past jit_above_cost, and compiling cost more than a second on a
+-- database of 2,000 tables while saving nothing on catalog scans.
 
 -- The checks and their built-in thresholds (the seed 003 KPIs where it names one).
 CREATE TABLE @extschema@.health_checks (
@@ -71,7 +74,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.health_thresholds', '');
 -- A check's thresholds: the default row (object_name NULL) and one row per overridden object.
 CREATE FUNCTION @extschema@.health_limits(check_name text)
 RETURNS TABLE (object_name regclass, warning float8, critical float8, above boolean)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     SELECT NULL::regclass, coalesce(t.warning, c.warning), coalesce(t.critical, c.critical),
            c.worse_when = 'above'
       FROM @extschema@.health_checks c
@@ -154,7 +157,7 @@ GRANT SELECT ON @extschema@.stat_snapshots, @extschema@.table_stat_history,
 -- index_health and health_index_usage can say.
 CREATE FUNCTION @extschema@.snapshot_stats(keep interval DEFAULT '90 days')
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
     snapshot bigint;
     pgss regnamespace;
@@ -211,7 +214,7 @@ $$;
 -- since the last snapshot.
 CREATE FUNCTION @extschema@.index_unused_since()
 RETURNS TABLE (indexrelid oid, idx_scan bigint, unused_since timestamptz, evidence text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH reset AS (
         SELECT (SELECT d.stats_reset FROM pg_stat_database d
                  WHERE d.datname = current_database()) AS at
@@ -239,7 +242,7 @@ RETURNS TABLE (table_name regclass, kind text, partitions int, rows_estimate big
                heap_bytes bigint, index_bytes bigint, toast_bytes bigint, total_bytes bigint,
                exact boolean, growth_bytes_per_day bigint, growth_since timestamptz,
                severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH tables AS (
         SELECT c.oid, c.relkind, n.nspname, c.relname
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -298,7 +301,7 @@ CREATE FUNCTION @extschema@.health_index_usage()
 RETURNS TABLE (index_name regclass, table_name regclass, idx_scan bigint, index_bytes bigint,
                enforces_constraint boolean, unused_since timestamptz, unused_days float8,
                evidence text, severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH lim AS (SELECT * FROM @extschema@.health_limits('unused_index')),
     usage AS (
         SELECT s.indexrelid, s.relid, s.idx_scan,
@@ -339,7 +342,7 @@ $$;
 CREATE FUNCTION @extschema@.health_hit_ratios()
 RETURNS TABLE (check_name text, ratio float8, blocks_hit bigint, blocks_read bigint,
                severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH totals AS (
         SELECT 'cache_hit_ratio' AS check_name,
                sum(heap_blks_hit)::bigint AS hit, sum(heap_blks_read)::bigint AS read
@@ -362,7 +365,7 @@ $$;
 CREATE FUNCTION @extschema@.health_connections()
 RETURNS TABLE (state text, connections bigint, usable_connections int, share float8,
                severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH usable AS (
         SELECT current_setting('max_connections')::int
                - current_setting('superuser_reserved_connections')::int AS n
@@ -394,7 +397,7 @@ CREATE FUNCTION @extschema@.health_long_sessions()
 RETURNS TABLE (pid int, usename name, datname name, state text, check_name text,
                seconds float8, xact_seconds float8, wait_event text, query text,
                severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH sessions AS (
         SELECT a.*,
                CASE WHEN a.state = 'active' THEN 'long_running_query'
@@ -421,7 +424,7 @@ $$;
 CREATE FUNCTION @extschema@.health_blocking()
 RETURNS TABLE (root_pid int, pid int, depth int, blocked_by int[], state text,
                wait_seconds float8, wait_event text, query text, severity text)
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH RECURSIVE waiting AS (
         SELECT a.pid, pg_blocking_pids(a.pid) AS blockers
           FROM pg_stat_activity a
@@ -481,7 +484,7 @@ RETURNS TABLE (table_name regclass, dead_tuples bigint, vacuum_trigger bigint,
                changed_since_analyze bigint, analyze_trigger bigint,
                vacuum_ratio float8, analyze_ratio float8, last_vacuum timestamptz,
                last_analyze timestamptz, autovacuum_enabled boolean, severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH opts AS (
         SELECT s.relid, s.n_dead_tup, s.n_ins_since_vacuum, s.n_mod_since_analyze,
                greatest(s.last_vacuum, s.last_autovacuum) AS last_vacuum,
@@ -547,7 +550,7 @@ $$;
 CREATE FUNCTION @extschema@.health_wraparound(tables int DEFAULT 10)
 RETURNS TABLE (scope text, object_name text, kind text, age bigint, runway bigint,
                freeze_max_age bigint, share_used float8, severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH lim AS (SELECT * FROM @extschema@.health_limits('xid_wraparound')),
     ages AS (
         SELECT 'database' AS scope, d.datname::text AS object_name, 'xid' AS kind,
@@ -586,7 +589,7 @@ CREATE FUNCTION @extschema@.health_sequences()
 RETURNS TABLE (sequence_name regclass, column_name text, column_type regtype,
                last_value bigint, max_value numeric, share_used float8, severity text,
                note text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH seqs AS (
         SELECT c.oid, s.seqincrement > 0 AS ascending, s.seqmin, s.seqmax, q.last_value,
                col.attrelid, col.attname, col.atttypid
@@ -644,7 +647,7 @@ $$;
 CREATE FUNCTION @extschema@.health_slow_queries(top int DEFAULT 20)
 RETURNS TABLE (queryid bigint, calls bigint, mean_ms float8, total_ms float8, rows bigint,
                hit_ratio float8, share_of_total_time float8, query text, severity text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
     pgss regnamespace;
 BEGIN
@@ -690,7 +693,7 @@ CREATE FUNCTION @extschema@.health_bloat()
 RETURNS TABLE (table_name regclass, table_bytes bigint, expected_bytes bigint,
                bloat_bytes bigint, bloat_ratio float8, confidence text, reasons text[],
                severity text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     WITH lim AS (SELECT * FROM @extschema@.health_limits('table_bloat'))
     SELECT b.table_oid::regclass, b.table_bytes, b.expected_bytes, b.bloat_bytes,
            round(b.bloat_ratio::numeric, 4)::float8, b.confidence, b.reasons,
@@ -711,7 +714,7 @@ $$;
 -- row), an overall status, and a note when this role cannot see everything.
 CREATE FUNCTION @extschema@.db_health(rows_per_section int DEFAULT 20)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
     report jsonb := '{}';
     section record;

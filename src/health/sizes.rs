@@ -33,14 +33,25 @@ fn relation_sizes_nowait(
         // SAFETY: PostgreSQL's size functions called with an OID; NULL for a vanished relation.
         unsafe { direct_function_call::<i64>(func, &[oid.into_datum()]) }.unwrap_or(0)
     };
-    let toast = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT reltoastrelid FROM pg_class WHERE oid = $1",
-        &[rel.into()],
-    )
-    .or_raise("reading pg_class")
-    .filter(|t| *t != pg_sys::InvalidOid)
-    .map(|t| size(pg_sys::pg_total_relation_size, t))
-    .unwrap_or(0);
+    // From the relation cache, not a catalog query: this runs once per relation, thousands of
+    // times in db_health(), and SPI's cost per call was most of the section's time.
+    // SAFETY: the relation is locked; RelationIdGetRelation returns NULL when it vanished, and
+    // the reference taken is closed right after reading one field.
+    let toast_oid = unsafe {
+        let relation = pg_sys::RelationIdGetRelation(rel);
+        if relation.is_null() {
+            pg_sys::InvalidOid
+        } else {
+            let toast_oid = (*(*relation).rd_rel).reltoastrelid;
+            pg_sys::RelationClose(relation);
+            toast_oid
+        }
+    };
+    let toast = if toast_oid == pg_sys::InvalidOid {
+        0
+    } else {
+        size(pg_sys::pg_total_relation_size, toast_oid)
+    };
     let own = size(pg_sys::pg_table_size, rel) - toast;
     let indexes = size(pg_sys::pg_indexes_size, rel);
     // SAFETY: releases the lock taken above; the size functions released their own.
