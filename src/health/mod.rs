@@ -8,6 +8,7 @@
 //! by a failing CREATE INDEX CONCURRENTLY, which no transaction can run.
 
 mod bloat;
+mod matviews;
 mod sizes;
 
 use pgrx::prelude::*;
@@ -16,6 +17,11 @@ extension_sql_file!(
     "../../sql/health.sql",
     name = "health",
     requires = [bloat::table_bloat_estimates, sizes::relation_sizes_nowait]
+);
+extension_sql_file!(
+    "../../sql/matviews.sql",
+    name = "matviews",
+    requires = ["health"]
 );
 extension_sql_file!(
     "../../sql/index_health.sql",
