@@ -256,3 +256,14 @@ mod tests {
         assert_eq!(err.code, PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE);
     }
 }
+
+/// `value` as an SQL string literal, read the same whatever standard_conforming_strings says
+/// (as PostgreSQL's quote_literal writes it; plain Rust, so it runs in unit tests).
+pub fn literal(value: &str) -> String {
+    let quoted = value.replace('\'', "''");
+    if quoted.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}

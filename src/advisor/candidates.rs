@@ -5,6 +5,7 @@
 //! `status = $1` read as the column's rare value) also gets partial variants holding only the
 //! rows it can match.
 
+use crate::ident::literal;
 use std::collections::BTreeSet;
 
 /// Columns are attribute numbers of `table` (an OID).
@@ -81,17 +82,6 @@ impl Predicate {
                 format!("{column}_{word}")
             }
         }
-    }
-}
-
-/// `value` as an SQL string literal, read the same whatever standard_conforming_strings says
-/// (as PostgreSQL's quote_literal writes it; plain Rust, so it runs in unit tests).
-fn literal(value: &str) -> String {
-    let quoted = value.replace('\'', "''");
-    if quoted.contains('\\') {
-        format!("E'{}'", quoted.replace('\\', "\\\\"))
-    } else {
-        format!("'{quoted}'")
     }
 }
 

@@ -1,5 +1,5 @@
 //! Database health and upkeep (issue 7): `dbopt.db_health()`, statistics snapshots, the
-//! materialized-view refresh manager and per-key row caps.
+//! materialized-view refresh manager (`matviews`) and per-key row caps (`row_caps`).
 //!
 //! `dbopt.index_health()` (sql/index_health.sql) is plain SQL over the catalogs: which indexes
 //! are invalid, duplicate, prefix-redundant or unused, compared on what the catalogs hold
@@ -9,6 +9,7 @@
 
 mod bloat;
 mod matviews;
+mod row_caps;
 mod sizes;
 
 use pgrx::prelude::*;
@@ -21,6 +22,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/matviews.sql",
     name = "matviews",
+    requires = ["health"]
+);
+extension_sql_file!(
+    "../../sql/row_caps.sql",
+    name = "row_caps",
     requires = ["health"]
 );
 extension_sql_file!(
