@@ -35,6 +35,10 @@ fn view(c: &mut Client, session: usize, i: u64) -> Result<(), postgres::Error> {
     tx.commit()
 }
 
+fn rows_of_user_1(db: &mut Client) -> i64 {
+    ids(db, "SELECT count(*) FROM recently_viewed WHERE user_id = 1")[0]
+}
+
 fn ids(db: &mut Client, sql: &str) -> Vec<i64> {
     db.query(sql, &[])
         .unwrap()
@@ -110,13 +114,7 @@ fn eight_sessions_inserting_for_the_same_key_leave_exactly_the_newest_keep_rows(
          INSERT INTO recently_viewed (user_id, product_id) VALUES (1, 0);",
     )
     .unwrap();
-    assert_eq!(
-        ids(
-            &mut db,
-            "SELECT count(*) FROM recently_viewed WHERE user_id = 1"
-        )[0],
-        10
-    );
+    assert_eq!(rows_of_user_1(&mut db), 10);
     let removed: bool = db
         .query_one("SELECT dbopt.uncap_rows('recently_viewed')", &[])
         .unwrap()
@@ -124,13 +122,7 @@ fn eight_sessions_inserting_for_the_same_key_leave_exactly_the_newest_keep_rows(
     assert!(removed);
     db.batch_execute("INSERT INTO recently_viewed (user_id, product_id) VALUES (1, 0)")
         .unwrap();
-    assert_eq!(
-        ids(
-            &mut db,
-            "SELECT count(*) FROM recently_viewed WHERE user_id = 1"
-        )[0],
-        11
-    );
+    assert_eq!(rows_of_user_1(&mut db), 11);
     let again: bool = db
         .query_one("SELECT dbopt.uncap_rows('recently_viewed')", &[])
         .unwrap()

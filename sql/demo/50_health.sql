@@ -48,3 +48,33 @@ SELECT 'table_bloat', table_name, 0.0, 0.5 FROM dbopt.health_bloat()
 SELECT b.table_name, b.bloat_ratio, t.warning AS override_warning, b.severity
   FROM dbopt.health_bloat() b JOIN dbopt.health_thresholds t ON t.object_name = b.table_name;
 DELETE FROM dbopt.health_thresholds WHERE check_name = 'table_bloat';
+
+\echo '== Seed 003 §4.1: materialized views refreshed on a schedule, dependencies first'
+CREATE MATERIALIZED VIEW dbopt_demo.order_status_counts AS
+  SELECT status, count(*) AS orders, sum(total_amount) AS amount
+    FROM dbopt_demo.orders GROUP BY status;
+CREATE UNIQUE INDEX ON dbopt_demo.order_status_counts (status);
+-- Reads the view above, has no unique index: refreshed after it, and plainly.
+CREATE MATERIALIZED VIEW dbopt_demo.order_status_share AS
+  SELECT status, round(orders * 100.0 / sum(orders) OVER (), 1) AS pct
+    FROM dbopt_demo.order_status_counts;
+SELECT dbopt.manage_matview('dbopt_demo.order_status_share', '5 minutes');
+SELECT dbopt.manage_matview('dbopt_demo.order_status_counts', '5 minutes');
+CALL dbopt.refresh_matviews();
+SELECT view, refresh_every, last_method, last_duration, due,
+       next_method_reason
+  FROM dbopt.matview_status ORDER BY last_refresh_at;
+
+\echo '== Seed 001 B3: only the 50 most recently viewed products per user'
+CREATE TABLE dbopt_demo.recently_viewed (
+    user_id    bigint NOT NULL,
+    product_id int NOT NULL,
+    viewed_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON dbopt_demo.recently_viewed (user_id, viewed_at);
+SELECT dbopt.cap_rows('dbopt_demo.recently_viewed', 'user_id', 'viewed_at', 50);
+INSERT INTO dbopt_demo.recently_viewed (user_id, product_id)
+SELECT 1 + g % 3, g FROM generate_series(1, 600) g;
+SELECT user_id, count(*) AS kept, min(product_id) AS oldest_kept, max(product_id) AS newest
+  FROM dbopt_demo.recently_viewed GROUP BY user_id ORDER BY user_id;
+SELECT * FROM dbopt.row_caps;
