@@ -2,9 +2,11 @@
 # dbopt.db_health() on a database of 2,000 tables and 6,000 indexes (target: under 1 s), against
 # a baseline measured in the same run: the plain catalog queries a pghero-style dashboard runs
 # for the same sections (sizes, index usage, vacuum counters, sequences, pg_stats widths),
-# with no grading, no thresholds and no lock-safety.
+# with no grading, no thresholds and no lock-safety. Then dbopt.cap_rows' insert rate under
+# 8 pgbench clients against uncapped inserts and a hand-written per-row trim trigger.
 #
 #   BENCH_TABLES=2000   tables (each with a primary key and two more indexes)
+#   BENCH_CAP_SECONDS=5 length of each pgbench run
 #   DBOPT_RELEASE=1     benchmark a release build (recommended)
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO"
@@ -66,3 +68,49 @@ awk -v b="$base" -v o="$ours" -v s="$snap" -v bl="$bloat" 'BEGIN {
   printf "dbopt.snapshot_stats()            %8.1f ms\n", s
   printf "dbopt.health_bloat()              %8.1f ms\n", bl
 }'
+
+# dbopt.cap_rows (seed 001 B3: the newest 50 views per user) under 8 pgbench clients, against
+# uncapped inserts and the row trigger people write by hand (DELETE ... OFFSET 50 per insert,
+# no lock), which is cheaper and wrong: concurrent inserts for one user leave more than 50 rows.
+PGBENCH="$("$PG_CONFIG" --bindir)/pgbench"
+SECONDS_EACH="${BENCH_CAP_SECONDS:-5}"
+say "cap_rows: 8 clients, ${SECONDS_EACH} s each, inserts for 1 user or spread over 1,000"
+run <<'SQL'
+CREATE TABLE viewed (id bigserial PRIMARY KEY, user_id int NOT NULL, product_id int NOT NULL,
+                     viewed_at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE INDEX ON viewed (user_id, viewed_at);
+CREATE FUNCTION naive_cap() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM viewed WHERE id IN (SELECT id FROM viewed WHERE user_id = NEW.user_id
+                                   ORDER BY viewed_at DESC OFFSET 50);
+  RETURN NULL;
+END $$;
+SQL
+echo "INSERT INTO viewed (user_id, product_id) VALUES (1, 1);" > /tmp/dbopt-bench-one-user.sql
+echo "INSERT INTO viewed (user_id, product_id) VALUES (1 + (random() * 999)::int, 1);" > /tmp/dbopt-bench-many-users.sql
+# TPS of one pgbench run, and the most rows any user has afterwards.
+tps_and_max() {
+  run -c "TRUNCATE viewed"
+  local tps
+  # A client the hand-written trigger deadlocks is aborted; pgbench then exits 1 after its run.
+  tps="$( { "$PGBENCH" -n -c 8 -j 2 -T "$SECONDS_EACH" -f "$1" "$URL" 2>/dev/null || true; } \
+         | awk '/^tps =/ {print $3}')"
+  echo "$tps $(run -Atc "SELECT coalesce(max(n), 0) FROM (SELECT count(*) n FROM viewed GROUP BY user_id) x")"
+}
+for users in one many; do
+  script="/tmp/dbopt-bench-many-users"
+  [ "$users" = one ] && script="/tmp/dbopt-bench-one-user"
+  run -c "DROP TRIGGER IF EXISTS naive ON viewed; SELECT dbopt.uncap_rows('viewed')" >/dev/null
+  read -r plain_tps plain_max <<<"$(tps_and_max "$script.sql")"
+  run -c "CREATE TRIGGER naive AFTER INSERT ON viewed FOR EACH ROW EXECUTE FUNCTION naive_cap()"
+  read -r naive_tps naive_max <<<"$(tps_and_max "$script.sql")"
+  run -c "DROP TRIGGER naive ON viewed" -c "SELECT dbopt.cap_rows('viewed', 'user_id', 'viewed_at', 50)" >/dev/null
+  read -r cap_tps cap_max <<<"$(tps_and_max "$script.sql")"
+  label="$([ "$users" = one ] && echo "1 user" || echo "1,000 users")"
+  awk -v l="$label" -v p="$plain_tps" -v pm="$plain_max" -v n="$naive_tps" -v nm="$naive_max" \
+      -v c="$cap_tps" -v cm="$cap_max" 'BEGIN {
+    printf "%-12s uncapped          %8.0f inserts/s                      most rows per user %s\n", l, p, pm
+    printf "%-12s hand-written row  %8.0f inserts/s   ratio %5.2f   most rows per user %s (cap 50)\n", l, n, n / p, nm
+    printf "%-12s dbopt.cap_rows    %8.0f inserts/s   ratio %5.2f   most rows per user %s (cap 50)\n", l, c, c / p, cm
+  }'
+done

@@ -171,9 +171,9 @@ BEGIN
     DELETE FROM @extschema@.matviews m
      WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = m.view AND c.relkind = 'm');
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     FOR item IN SELECT o.view FROM @extschema@.matview_refresh_order() o
                  ORDER BY o.depth, o.view::text LOOP
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         PERFORM FROM @extschema@.matviews m
           WHERE m.view = item.view
             AND (force OR m.last_refresh_at IS NULL
@@ -202,6 +202,7 @@ BEGIN
             END;
         END IF;
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     END LOOP;
 END
 $$;
