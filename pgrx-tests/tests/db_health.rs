@@ -480,3 +480,66 @@ db
     // The ten-day-old snapshot went; the three since stay.
     assert_eq!((snapshots, usage_rows), (3, 1));
 }
+
+#[test]
+fn sizes_never_wait_for_a_locked_table_and_are_measured_afresh_each_statement() {
+    let cluster = cluster();
+    let mut db = cluster.create_database("sizes", true);
+    db.batch_execute(
+        "CREATE TABLE busy (id int PRIMARY KEY, note text);
+         INSERT INTO busy SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;",
+    )
+    .unwrap();
+    db.batch_execute("VACUUM ANALYZE busy").unwrap();
+    let sizes = |db: &mut Client| -> (i64, i64, bool) {
+        let row = db
+            .query_one(
+                "SELECT heap_bytes, index_bytes, exact FROM dbopt.health_sizes()
+                  WHERE table_name = 'busy'::regclass",
+                &[],
+            )
+            .unwrap();
+        columns!(row, 0, 1, 2)
+    };
+    let (heap, indexes, exact) = sizes(&mut db);
+    assert!(exact);
+    let measured: (i64, i64) = columns!(
+        db.query_one(
+            "SELECT pg_relation_size('busy') + pg_relation_size('busy', 'fsm')
+                    + pg_relation_size('busy', 'vm'), pg_indexes_size('busy')",
+            &[]
+        )
+        .unwrap(),
+        0,
+        1
+    );
+    assert_eq!((heap, indexes), measured);
+
+    // A migration holds ACCESS EXCLUSIVE: the sizes come from relpages at once, marked inexact,
+    // where pg_relation_size would queue behind the lock (the statement_timeout would end it).
+    let mut migration = cluster.connect("sizes");
+    migration
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    db.batch_execute("SET statement_timeout = '5s'").unwrap();
+    let (locked_heap, _, locked_exact) = sizes(&mut db);
+    assert!(!locked_exact);
+    let relpages: i64 = db
+        .query_one(
+            "SELECT relpages::int8 * current_setting('block_size')::int8 FROM pg_class
+              WHERE relname = 'busy'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(locked_heap, relpages);
+    migration.batch_execute("ROLLBACK").unwrap();
+
+    // Sizes are remembered within a statement only: the next one sees the table grow.
+    db.batch_execute(
+        "INSERT INTO busy SELECT g, repeat('y', 100) FROM generate_series(20001, 40000) g",
+    )
+    .unwrap();
+    let (grown, _, exact) = sizes(&mut db);
+    assert!(exact && grown > heap, "{grown} after {heap}");
+}
