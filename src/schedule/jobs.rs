@@ -1,0 +1,120 @@
+//! `dbopt.schedule()` / `dbopt.unschedule()`: a job is a row in dbopt.jobs and, where pg_cron
+//! is installed in this database, a pg_cron job named `dbopt_job_<id>` running the task's one
+//! statement as the scheduling role.
+
+use super::cron;
+use super::tasks;
+use crate::errors::{DboptError, OrRaise};
+use crate::requirements::{self, Component};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+fn invalid(message: String, hint: &str) -> ! {
+    DboptError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
+        .hint(hint)
+        .raise()
+}
+
+/// Registers `task` to run on the `cron` schedule with `args`, and returns the job's id.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
+    let schedule = cron.trim();
+    if let Err(reason) = cron::parse(schedule) {
+        invalid(
+            format!("invalid cron schedule \"{schedule}\" for task \"{task}\": {reason}"),
+            "Five fields: minute hour day-of-month month day-of-week, e.g. '*/5 * * * *'; \
+             or @hourly, @daily, @weekly, @monthly; or '30 seconds'.",
+        );
+    }
+    let command = tasks::command(task, &args.0).unwrap_or_else(|reason| {
+        invalid(
+            format!("cannot schedule {reason}"),
+            &format!("Tasks: {}.", tasks::task_names()),
+        )
+    });
+    check_arguments(task, &args.0);
+    let pg_cron = matches!(
+        requirements::diagnose(Component::PgCron, &requirements::observe(Component::PgCron)),
+        requirements::Status::Ready(_)
+    );
+    let job_id = Spi::get_one_with_args::<i64>(
+        "INSERT INTO dbopt.jobs (task, cron, args, command, runner) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING job_id",
+        &[
+            task.into(),
+            schedule.into(),
+            args.into(),
+            command.as_str().into(),
+            if pg_cron { "pg_cron" } else { "worker" }.into(),
+        ],
+    )
+    .or_raise("recording the job")
+    .unwrap_or_default();
+    if pg_cron {
+        Spi::run_with_args(
+            "UPDATE dbopt.jobs SET cron_job_id = cron.schedule($2, $3, $4) WHERE job_id = $1",
+            &[
+                job_id.into(),
+                format!("dbopt_job_{job_id}").into(),
+                schedule.into(),
+                command.into(),
+            ],
+        )
+        .or_raise("creating the pg_cron job");
+    }
+    job_id
+}
+
+/// Argument values that must name something the caller may act on, checked now rather than at
+/// the first run: a maintenance parent must exist and be the caller's.
+fn check_arguments(task: &str, args: &serde_json::Value) {
+    if task != "maintenance" {
+        return;
+    }
+    let Some(parent) = args.get("parent").and_then(|p| p.as_str()) else {
+        return;
+    };
+    let owns = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c \
+          WHERE c.oid = $1::text::regclass",
+        &[parent.into()],
+    )
+    .or_raise("checking the parent");
+    if owns != Some(true) {
+        DboptError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of table {parent} to schedule its maintenance"),
+        )
+        .hint("Jobs run as the role that schedules them; schedule it as the table's owner.")
+        .raise();
+    }
+}
+
+/// Removes job `job` (and its pg_cron job). Raises 42704 when the caller has no such job.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn unschedule(job: i64) -> bool {
+    let cron_job = Spi::get_two_with_args::<i64, String>(
+        "DELETE FROM dbopt.jobs WHERE job_id = $1 RETURNING cron_job_id, runner",
+        &[job.into()],
+    );
+    match cron_job {
+        Ok((cron_job_id, Some(_))) => {
+            if let Some(cron_job_id) = cron_job_id {
+                Spi::run_with_args(
+                    "SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobid = $1",
+                    &[cron_job_id.into()],
+                )
+                .or_raise("removing the pg_cron job");
+            }
+            true
+        }
+        _ => DboptError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("dbopt job {job} does not exist"),
+        )
+        .hint("dbopt.jobs lists the jobs of the current role.")
+        .raise(),
+    }
+}
