@@ -328,3 +328,86 @@ BEGIN
                                  pause);
 END
 $$;
+
+-- Archive policies (issue 8): what CALL dbopt.run_archive_policies() — the scheduled 'archive'
+-- task — archives, one row per source. The caller's search_path is kept to read the filter and
+-- the archive table's name as the caller meant them.
+CREATE TABLE @extschema@.archive_policies (
+    source regclass PRIMARY KEY,
+    time_column text NOT NULL,
+    older_than interval NOT NULL,
+    archive_table text,
+    filter text,
+    batch_size integer NOT NULL,
+    max_runtime interval,
+    pause interval NOT NULL,
+    search_path text NOT NULL,
+    set_by regrole NOT NULL DEFAULT current_user::regrole,
+    set_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.archive_policies IS
+    'What the scheduled archive task moves: set with dbopt.set_archive_policy, run by CALL dbopt.run_archive_policies()';
+-- A policy is its table owner's, like the rows it moves.
+ALTER TABLE @extschema@.archive_policies ENABLE ROW LEVEL SECURITY;
+CREATE POLICY table_owners ON @extschema@.archive_policies
+    USING (@extschema@.may_manage(source, set_by));
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.archive_policies TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.archive_policies', '');
+
+-- Sets (or replaces) source's archive policy, refusing now what a run would refuse.
+CREATE FUNCTION @extschema@.set_archive_policy(
+    source regclass,
+    time_column text,
+    older_than interval,
+    archive_table text DEFAULT NULL,
+    filter text DEFAULT NULL,
+    batch_size integer DEFAULT 10000,
+    max_runtime interval DEFAULT NULL,
+    pause interval DEFAULT '0',
+    search_path text DEFAULT pg_catalog.current_setting('search_path')
+) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@.archive_policy_check(set_archive_policy.search_path, source, archive_table,
+                                             filter, batch_size, time_column, older_than,
+                                             max_runtime, pause);
+    INSERT INTO @extschema@.archive_policies AS p
+           (source, time_column, older_than, archive_table, filter, batch_size, max_runtime,
+            pause, search_path)
+    VALUES (set_archive_policy.source, set_archive_policy.time_column,
+            set_archive_policy.older_than, set_archive_policy.archive_table,
+            set_archive_policy.filter, set_archive_policy.batch_size,
+            set_archive_policy.max_runtime, set_archive_policy.pause,
+            set_archive_policy.search_path)
+    ON CONFLICT ON CONSTRAINT archive_policies_pkey DO UPDATE
+       SET time_column = EXCLUDED.time_column, older_than = EXCLUDED.older_than,
+           archive_table = EXCLUDED.archive_table, filter = EXCLUDED.filter,
+           batch_size = EXCLUDED.batch_size, max_runtime = EXCLUDED.max_runtime,
+           pause = EXCLUDED.pause, search_path = EXCLUDED.search_path,
+           set_by = current_user::regrole, set_at = now();
+    RETURN format('%s: rows whose %I is older than %s are archived by each run of the archive task',
+                  source::text, time_column, older_than);
+END
+$$;
+
+-- Runs the caller's archive policies (one source's with source => ...), each as CALL
+-- dbopt.archive would, committing batch by batch.
+CREATE PROCEDURE @extschema@.run_archive_policies(source regclass DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    policy record;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    FOR policy IN SELECT p.* FROM @extschema@.archive_policies p
+                   WHERE run_archive_policies.source IS NULL
+                      OR p.source = run_archive_policies.source
+                   ORDER BY p.source::text LOOP
+        CALL @extschema@.archive_run('archive', policy.search_path, policy.source,
+                                     policy.archive_table, policy.filter, policy.batch_size,
+                                     policy.time_column, policy.older_than, policy.max_runtime,
+                                     policy.pause);
+        -- archive_run committed, so the pinned search_path is gone; nothing below resolves a
+        -- name (the loop's query is already open, and the CALL is schema-qualified).
+    END LOOP;
+END
+$$;

@@ -23,9 +23,7 @@ COMMENT ON TABLE @extschema@.matviews IS
 -- A role manages the views it could refresh itself: those it owns (REFRESH requires ownership).
 ALTER TABLE @extschema@.matviews ENABLE ROW LEVEL SECURITY;
 CREATE POLICY view_owners ON @extschema@.matviews
-    USING (coalesce(pg_catalog.pg_has_role(
-               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = view), 'USAGE'),
-           pg_catalog.pg_has_role(registered_by, 'USAGE')));
+    USING (@extschema@.may_manage(view, registered_by));
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.matviews TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.matviews', '');
 

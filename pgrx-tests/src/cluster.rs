@@ -41,6 +41,18 @@ impl Cluster {
         Cluster::start(ClusterOptions::default())
     }
 
+    /// A server running pg_cron for `database`, jobs started as background workers (so they
+    /// run as their role without a password).
+    pub fn with_pg_cron(database: &str) -> Cluster {
+        Cluster::start(
+            ClusterOptions::default()
+                .preload("pg_cron")
+                .setting("cron.database_name", &format!("'{database}'"))
+                .setting("cron.use_background_workers", "on")
+                .setting("max_worker_processes", "20"),
+        )
+    }
+
     /// Creates and starts a new cluster. Panics with the server log when it cannot start.
     pub fn start(options: ClusterOptions) -> Cluster {
         assert_dbopt_installed();

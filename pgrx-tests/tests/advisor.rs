@@ -470,19 +470,9 @@ fn select_star_is_linted_on_wide_tables_only() {
     assert_eq!(tables, ["docs", "wide"], "{linted:?}");
 }
 
-fn cron_cluster(database: &str) -> Cluster {
-    Cluster::start(
-        ClusterOptions::default()
-            .preload("pg_cron")
-            .setting("cron.database_name", &format!("'{database}'"))
-            .setting("cron.use_background_workers", "on")
-            .setting("max_worker_processes", "20"),
-    )
-}
-
 #[test]
 fn apply_index_builds_through_pg_cron_and_cleans_up_a_failed_build() {
-    let cluster = cron_cluster("apply");
+    let cluster = Cluster::with_pg_cron("apply");
     let mut db = cluster.create_database("apply", true);
     db.batch_execute(
         "CREATE EXTENSION pg_cron;
@@ -566,7 +556,7 @@ fn apply_index_builds_through_pg_cron_and_cleans_up_a_failed_build() {
 
 #[test]
 fn apply_index_refuses_bad_definitions_and_changes_nothing() {
-    let cluster = cron_cluster("refuse");
+    let cluster = Cluster::with_pg_cron("refuse");
     let mut db = cluster.create_database("refuse", true);
     db.batch_execute(
         "CREATE EXTENSION pg_cron;

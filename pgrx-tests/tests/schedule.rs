@@ -1,19 +1,9 @@
 //! dbopt.schedule() against a live server with pg_cron: jobs run on pg_cron's minute ticks, as
 //! the role that scheduled them.
 
-use dbopt_integration_tests::{db_error, sqlstate, Cluster, ClusterOptions};
+use dbopt_integration_tests::{db_error, sqlstate, Cluster};
 use postgres::Client;
 use std::time::{Duration, Instant};
-
-fn cron_cluster(database: &str) -> Cluster {
-    Cluster::start(
-        ClusterOptions::default()
-            .preload("pg_cron")
-            .setting("cron.database_name", &format!("'{database}'"))
-            .setting("cron.use_background_workers", "on")
-            .setting("max_worker_processes", "20"),
-    )
-}
 
 /// A daily partition set made with premake 1, then asked for 5: maintenance is due.
 fn short_of_partitions(db: &mut Client, table: &str) {
@@ -44,6 +34,11 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+fn columns(row: Result<postgres::Row, postgres::Error>) -> (i64, i64) {
+    let row = row.unwrap();
+    (row.get(0), row.get(1))
+}
+
 fn schedule(db: &mut Client, task: &str, args: &str) -> i64 {
     db.query_one(
         "SELECT dbopt.schedule($1, '* * * * *', $2::text::jsonb)",
@@ -55,7 +50,7 @@ fn schedule(db: &mut Client, task: &str, args: &str) -> i64 {
 
 #[test]
 fn maintenance_jobs_create_missing_partitions_each_as_its_owner_only() {
-    let cluster = cron_cluster("sched");
+    let cluster = Cluster::with_pg_cron("sched");
     let mut db = cluster.create_database("sched", true);
     db.batch_execute(
         "CREATE EXTENSION pg_cron;
@@ -134,12 +129,57 @@ fn maintenance_jobs_create_missing_partitions_each_as_its_owner_only() {
 
 #[test]
 fn a_failing_job_is_recorded_and_the_next_job_still_runs() {
-    let cluster = cron_cluster("fails");
+    let cluster = Cluster::with_pg_cron("fails");
     let mut db = cluster.create_database("fails", true);
-    db.batch_execute("CREATE EXTENSION pg_cron").unwrap();
+    db.batch_execute(
+        "CREATE EXTENSION pg_cron;
+         CREATE TABLE ev (id int PRIMARY KEY, at timestamptz NOT NULL, v int);
+         INSERT INTO ev SELECT g, now() - g * interval '1 day', g FROM generate_series(1, 1000) g;",
+    )
+    .unwrap();
+    let checksum = |db: &mut Client, tables: &str| -> (i64, i64) {
+        columns(db.query_one(
+            &format!(
+                "SELECT count(*), sum(hashtext(format('%s|%s|%s', id, at, v))) FROM ({tables}) rows"
+            ),
+            &[],
+        ))
+    };
+    let before = checksum(&mut db, "SELECT id, at, v FROM ev");
+    let policy: String = db
+        .query_one(
+            "SELECT dbopt.set_archive_policy('ev', 'at', '90 days')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        policy,
+        "public.ev: rows whose at is older than 90 days are archived by each run of the archive task"
+    );
+    // Checked as a run checks it, and nothing of that check is left behind.
+    let e = db
+        .query_one(
+            "SELECT dbopt.set_archive_policy('ev', 'seen_at', '90 days')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42703");
+    let e = db
+        .query_one("SELECT dbopt.set_archive_policy('ev', 'at', '-1 day')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023");
+    let leftovers: (i64, i64) = columns(db.query_one(
+        "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'ev_archive'),
+                (SELECT count(*) FROM dbopt.archive_runs)",
+        &[],
+    ));
+    assert_eq!(leftovers, (0, 0));
+
     short_of_partitions(&mut db, "public.doomed");
     let failing = schedule(&mut db, "maintenance", r#"{"parent": "public.doomed"}"#);
     let healthy = schedule(&mut db, "snapshot_stats", "{}");
+    let archiving = schedule(&mut db, "archive", "{}");
     db.batch_execute("DROP TABLE doomed").unwrap();
 
     let outcome = |db: &mut Client, job: i64| -> Option<(String, String)> {
@@ -151,13 +191,25 @@ fn a_failing_job_is_recorded_and_the_next_job_still_runs() {
         .unwrap()
         .map(|r| (r.get(0), r.get(1)))
     };
-    wait_until("both jobs to run", || {
-        outcome(&mut db, failing).is_some() && outcome(&mut db, healthy).is_some()
+    wait_until("the three jobs to run", || {
+        [failing, healthy, archiving]
+            .iter()
+            .all(|job| outcome(&mut db, *job).is_some())
     });
     let (state, message) = outcome(&mut db, failing).unwrap();
     assert_eq!(state, "failed");
     assert!(message.contains("doomed"), "{message}");
     assert_eq!(outcome(&mut db, healthy).unwrap().0, "ok");
+    assert_eq!(outcome(&mut db, archiving).unwrap().0, "ok");
+    let hot: i64 = db.query_one("SELECT count(*) FROM ev", &[]).unwrap().get(0);
+    assert_eq!(hot, 89);
+    assert_eq!(
+        checksum(
+            &mut db,
+            "SELECT id, at, v FROM ev UNION ALL SELECT id, at, v FROM ev_archive"
+        ),
+        before
+    );
     let snapshots: i64 = db
         .query_one("SELECT count(*) FROM dbopt.stat_snapshots", &[])
         .unwrap()
@@ -197,7 +249,8 @@ fn bad_schedules_tasks_and_arguments_are_refused_and_record_nothing() {
         (
             "22023",
             "cannot schedule unknown task \"vacuum\"".to_owned(),
-            "Tasks: maintenance, refresh_rolling, refresh_matviews, snapshot_stats.".to_owned()
+            "Tasks: maintenance, archive, refresh_rolling, refresh_matviews, snapshot_stats."
+                .to_owned()
         )
     );
     let e = refuse(&mut db, "maintenance", "@daily", r#"{"table": "t"}"#);

@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod plan;
+mod policy;
 #[cfg(any(test, feature = "pg_test"))]
 mod sql_tests;
 
@@ -926,6 +927,7 @@ extension_sql_file!(
         archive_begin,
         archive_step,
         archive_remaining,
-        history_view_create
+        history_view_create,
+        policy::archive_policy_check
     ]
 );

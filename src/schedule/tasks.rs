@@ -20,6 +20,11 @@ const TASKS: &[Task] = &[
         arguments: &[("parent", "regclass"), ("lock_retries", "integer")],
     },
     Task {
+        name: "archive",
+        call: "CALL dbopt.run_archive_policies",
+        arguments: &[("source", "regclass")],
+    },
+    Task {
         name: "refresh_rolling",
         call: "CALL dbopt.refresh_rolling",
         arguments: &[("name", "text")],
@@ -134,7 +139,7 @@ mod tests {
         );
         assert_eq!(
             task_names(),
-            "maintenance, refresh_rolling, refresh_matviews, snapshot_stats"
+            "maintenance, archive, refresh_rolling, refresh_matviews, snapshot_stats"
         );
     }
 }
