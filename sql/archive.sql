@@ -398,6 +398,9 @@ DECLARE
     policy record;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- Policies of tables dropped since: nothing left to archive.
+    DELETE FROM @extschema@.archive_policies p
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = p.source);
     FOR policy IN SELECT p.* FROM @extschema@.archive_policies p
                    WHERE run_archive_policies.source IS NULL
                       OR p.source = run_archive_policies.source

@@ -273,8 +273,13 @@ fn bad_schedules_tasks_and_arguments_are_refused_and_record_nothing() {
         .get(0);
     assert_eq!(jobs, 0);
 
-    // Without pg_cron the job is kept for dbopt's own worker.
+    // Without pg_cron the job is kept for dbopt's own worker; asking again is the same job.
     let job = schedule(&mut db, "refresh_matviews", r#"{"force": true}"#);
+    assert_eq!(
+        schedule(&mut db, "refresh_matviews", r#"{"force": true}"#),
+        job
+    );
+    assert_ne!(schedule(&mut db, "refresh_matviews", "{}"), job);
     let row = db
         .query_one(
             "SELECT runner, command, cron_job_id FROM dbopt.jobs WHERE job_id = $1",

@@ -15,7 +15,8 @@ fn invalid(message: String, hint: &str) -> ! {
         .raise()
 }
 
-/// Registers `task` to run on the `cron` schedule with `args`, and returns the job's id.
+/// Registers `task` to run on the `cron` schedule with `args`, and returns the job's id (the
+/// existing job's when the caller already has this one).
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
@@ -34,6 +35,17 @@ fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
         )
     });
     check_arguments(task, &args.0);
+    // The same schedule asked for again (a deploy script run twice) is the same job.
+    let existing = Spi::get_one_with_args::<i64>(
+        "SELECT (SELECT job_id FROM dbopt.jobs \
+                  WHERE task = $1 AND cron = $2 AND args = $3 AND owner = current_user::regrole \
+                  LIMIT 1)",
+        &[task.into(), schedule.into(), JsonB(args.0.clone()).into()],
+    )
+    .or_raise("looking for the same job");
+    if let Some(job_id) = existing {
+        return job_id;
+    }
     let pg_cron = matches!(
         requirements::diagnose(Component::PgCron, &requirements::observe(Component::PgCron)),
         requirements::Status::Ready(_)
@@ -95,26 +107,26 @@ fn check_arguments(task: &str, args: &serde_json::Value) {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn unschedule(job: i64) -> bool {
-    let cron_job = Spi::get_two_with_args::<i64, String>(
-        "DELETE FROM dbopt.jobs WHERE job_id = $1 RETURNING cron_job_id, runner",
+    let (removed, cron_job_id) = Spi::get_two_with_args::<i64, i64>(
+        "WITH gone AS (DELETE FROM dbopt.jobs WHERE job_id = $1 RETURNING cron_job_id) \
+         SELECT count(*), max(cron_job_id) FROM gone",
         &[job.into()],
-    );
-    match cron_job {
-        Ok((cron_job_id, Some(_))) => {
-            if let Some(cron_job_id) = cron_job_id {
-                Spi::run_with_args(
-                    "SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobid = $1",
-                    &[cron_job_id.into()],
-                )
-                .or_raise("removing the pg_cron job");
-            }
-            true
-        }
-        _ => DboptError::new(
+    )
+    .or_raise("removing the job");
+    if removed != Some(1) {
+        DboptError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("dbopt job {job} does not exist"),
         )
         .hint("dbopt.jobs lists the jobs of the current role.")
-        .raise(),
+        .raise();
     }
+    if let Some(cron_job_id) = cron_job_id {
+        Spi::run_with_args(
+            "SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobid = $1",
+            &[cron_job_id.into()],
+        )
+        .or_raise("removing the pg_cron job");
+    }
+    true
 }
