@@ -77,6 +77,20 @@ fn maintenance_jobs_create_missing_partitions_each_as_its_owner_only() {
         (row.get::<_, String>(0), row.get::<_, String>(1)),
         ("clerk".into(), "CALL dbopt.run_maintenance()".into())
     );
+    // pg_cron gets macros spelled out: its own @yearly never fires.
+    let yearly_job: i64 = db
+        .query_one("SELECT dbopt.schedule('snapshot_stats', '@yearly')", &[])
+        .unwrap()
+        .get(0);
+    let yearly: String = db
+        .query_one(
+            "SELECT j.schedule FROM cron.job j JOIN dbopt.jobs d ON d.cron_job_id = j.jobid
+              WHERE d.job_id = $1",
+            &[&yearly_job],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(yearly, "0 0 1 1 *");
     // A job for someone else's table is refused before it exists.
     let e = clerk
         .query_one(

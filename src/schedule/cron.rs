@@ -469,6 +469,17 @@ pub fn parse(expr: &str) -> Result<CronSchedule, CronError> {
     Ok(CronSchedule::Fields(fields))
 }
 
+/// The schedule as it should be handed to pg_cron: a macro spelled out as its five fields (pg_cron
+/// 1.6's `@yearly` and `@annually` set month 0, which does not exist, so they never fire there),
+/// anything else trimmed.
+pub fn for_pg_cron(expr: &str) -> &str {
+    let text = expr.trim_matches([' ', '\t', '\n']);
+    MACROS
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map_or(text, |(_, expansion)| expansion)
+}
+
 /// `None` if `text` is not in the `N seconds` form at all, so that it is parsed as cron fields.
 fn parse_seconds_interval(text: &str) -> Option<Result<u32, CronError>> {
     let lowercase = text.to_ascii_lowercase();
@@ -627,6 +638,15 @@ mod tests {
             .unwrap()
             .matches(at(2026, 11, 30, 0, 0)));
         assert!(error_of("0 0 $,1 * *").contains("day-of-month field \"$,1\""));
+    }
+
+    #[test]
+    fn cron_macros_reach_pg_cron_spelled_out() {
+        assert_eq!(for_pg_cron(" @yearly "), "0 0 1 1 *");
+        assert_eq!(for_pg_cron("@annually"), "0 0 1 1 *");
+        assert_eq!(for_pg_cron("@hourly"), "0 * * * *");
+        assert_eq!(for_pg_cron(" */5 * * * *\t"), "*/5 * * * *");
+        assert_eq!(for_pg_cron("30 seconds"), "30 seconds");
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
             &[
                 job_id.into(),
                 format!("dbopt_job_{job_id}").into(),
-                schedule.into(),
+                cron::for_pg_cron(schedule).into(),
                 command.into(),
             ],
         )
