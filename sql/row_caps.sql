@@ -2,12 +2,14 @@
 -- dbopt.cap_rows installs a statement-level AFTER INSERT trigger running this function with the
 -- key column, order column and cap as arguments.
 --
--- Correct under concurrent inserts for the same key: each key's rows are trimmed under a
--- transaction-scoped advisory lock for (table, key), taken in one global order, and the DELETE
--- runs after the lock with a fresh snapshot (READ COMMITTED), so it sees every earlier
--- trimmer's rows and deletions. The last transaction to trim a key sees all its committed rows:
--- the key ends with exactly `keep`, the newest ones. Under REPEATABLE READ the snapshot is older
--- than the lock, and a concurrent trim of the same key can fail with 40001 (retry it).
+-- Correct under concurrent inserts for the same key: the keys the statement wrote are locked
+-- first (a transaction-scoped advisory lock per (table, key), taken in one global order, so two
+-- multi-row inserts never wait on each other crosswise), and the DELETE runs afterwards as a
+-- statement of its own, with a fresh snapshot (READ COMMITTED): it sees every earlier trimmer's
+-- rows and deletions. The last transaction to trim a key sees all its committed rows, so the
+-- key ends with exactly `keep`, the newest ones. Under REPEATABLE READ the snapshot is older
+-- than the locks, and a concurrent trim of the same key can fail with 40001 (retry it).
+-- Two statements per INSERT whatever the number of keys, with keys compared in their own type.
 CREATE FUNCTION @extschema@.cap_rows_trigger()
 RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -15,30 +17,26 @@ DECLARE
     key_column text := TG_ARGV[0];
     order_column text := TG_ARGV[1];
     keep int := TG_ARGV[2]::int;
-    key_type text;
-    key_value text;
 BEGIN
-    SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO key_type
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = TG_RELID AND a.attname = key_column AND NOT a.attisdropped;
-    FOR key_value IN EXECUTE format(
-        'SELECT k FROM (SELECT DISTINCT n.%1$I::text AS k FROM dbopt_new_rows n
-                         WHERE n.%1$I IS NOT NULL) keys
-          ORDER BY pg_catalog.hashtextextended($1 || k, 0), k', key_column)
-        USING TG_RELID::text || ':'
-    LOOP
-        PERFORM pg_catalog.pg_advisory_xact_lock(
-            pg_catalog.hashtextextended(TG_RELID::text || ':' || key_value, 0));
-        EXECUTE format(
-            'DELETE FROM %1$I.%2$I t
-              WHERE t.%3$I = $1::%4$s
-                AND (t.tableoid, t.ctid) IN (
-                    SELECT s.tableoid, s.ctid FROM %1$I.%2$I s
-                     WHERE s.%3$I = $1::%4$s
-                     ORDER BY s.%5$I DESC NULLS LAST OFFSET $2)',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME, key_column, key_type, order_column)
-        USING key_value, keep;
-    END LOOP;
+    -- The subquery's ORDER BY keeps it from being flattened: locks are taken in hash order.
+    EXECUTE format(
+        'SELECT count(pg_catalog.pg_advisory_xact_lock(h))
+           FROM (SELECT DISTINCT pg_catalog.hashtextextended($1 || n.%1$I::text, 0) AS h
+                   FROM dbopt_new_rows n WHERE n.%1$I IS NOT NULL ORDER BY h) keys',
+        key_column)
+        USING TG_RELID::text || ':';
+    EXECUTE format(
+        'WITH keys AS (SELECT DISTINCT n.%3$I AS k FROM dbopt_new_rows n
+                        WHERE n.%3$I IS NOT NULL),
+              beyond AS (SELECT keys.k, s.rel, s.tid
+                           FROM keys CROSS JOIN LATERAL (
+                                SELECT s.tableoid AS rel, s.ctid AS tid FROM %1$I.%2$I s
+                                 WHERE s.%3$I = keys.k
+                                 ORDER BY s.%4$I DESC NULLS LAST OFFSET $1) s)
+         DELETE FROM %1$I.%2$I t USING beyond b
+          WHERE t.%3$I = b.k AND t.tableoid = b.rel AND t.ctid = b.tid',
+        TG_TABLE_SCHEMA, TG_TABLE_NAME, key_column, order_column)
+        USING keep;
     RETURN NULL;
 END
 $$;
