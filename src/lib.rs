@@ -14,6 +14,7 @@ pub mod errors;
 pub mod gucs;
 pub mod ident;
 pub mod requirements;
+pub mod subxact;
 pub mod version;
 
 pub mod advisor;

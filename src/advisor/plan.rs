@@ -11,6 +11,7 @@ use super::candidates::TableUse;
 use super::hypo::{self, Hypothetical};
 use super::normalized::typed_literals_as_casts;
 use super::query::{parameter_number, table_uses};
+use crate::subxact::{self, OnSuccess};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -241,37 +242,24 @@ pub(super) unsafe fn is_plannable(node: *mut pg_sys::Node) -> bool {
 /// Runs `work` in a subtransaction and a memory context of its own, both gone when it returns:
 /// an error PostgreSQL raised inside becomes `Skip::Failed` with its message.
 pub(super) fn in_subtransaction<T>(work: impl FnOnce() -> Result<T, Skip>) -> Result<T, Skip> {
-    unsafe {
-        let caller_context = pg_sys::CurrentMemoryContext;
-        let caller_owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(caller_context);
-        let outcome = PgMemoryContexts::new("dbopt advisor planning").switch_to(|_| {
-            PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Ok(work())))
-                .catch_others(Err)
-                .execute()
-        });
-        pg_sys::MemoryContextSwitchTo(caller_context);
-        match outcome {
-            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+    let outcome = subxact::run(OnSuccess::Keep, || {
+        // SAFETY: a fresh context, deleted when dropped; what `work` returns is owned Rust data,
+        // so nothing allocated in the context outlives it.
+        unsafe { PgMemoryContexts::new("dbopt advisor planning").switch_to(|_| work()) }
+    });
+    outcome.unwrap_or_else(|caught| {
+        let report = match &caught {
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => report,
+            CaughtError::RustPanic { ereport, .. } => ereport,
+        };
+        // A cancel, timeout or shutdown stops the whole call, never just one statement's
+        // planning; re-raised once the subtransaction is gone, so the caller's transaction
+        // unwinds as usual.
+        if is_operator_intervention(report.sql_error_code()) {
+            caught.rethrow()
         }
-        pg_sys::MemoryContextSwitchTo(caller_context);
-        pg_sys::CurrentResourceOwner = caller_owner;
-        outcome.unwrap_or_else(|caught| {
-            let report = match &caught {
-                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => report,
-                CaughtError::RustPanic { ereport, .. } => ereport,
-            };
-            // A cancel, timeout or shutdown stops the whole call, never just one statement's
-            // planning; re-raised once the subtransaction is gone, so the caller's
-            // transaction unwinds as usual.
-            if is_operator_intervention(report.sql_error_code()) {
-                caught.rethrow()
-            }
-            Err(Skip::Failed(report.message().to_owned()))
-        })
-    }
+        Err(Skip::Failed(report.message().to_owned()))
+    })
 }
 
 fn is_operator_intervention(code: PgSqlErrorCode) -> bool {
