@@ -60,12 +60,14 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     kind "char";
+    owned boolean;
     how record;
 BEGIN
     IF view IS NULL THEN
         RAISE EXCEPTION 'view must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = view;
+    SELECT c.relkind, pg_catalog.pg_has_role(c.relowner, 'USAGE') INTO kind, owned
+      FROM pg_catalog.pg_class c WHERE c.oid = view;
     IF kind IS DISTINCT FROM 'm' THEN
         RAISE EXCEPTION '% is not a materialized view', view::text
             USING ERRCODE = 'wrong_object_type',
@@ -82,8 +84,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example interval ''15 minutes''.';
     END IF;
-    IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = view),
-                                  'USAGE') THEN
+    IF NOT owned THEN
         RAISE EXCEPTION 'must be owner of materialized view % to manage its refreshes', view::text
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'REFRESH MATERIALIZED VIEW needs ownership; ask its owner to register it.';

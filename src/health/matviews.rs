@@ -15,13 +15,14 @@ use pgrx::PgRelation;
 fn refresh_matview(view: PgRelation) -> String {
     let oid = view.oid();
     drop(view);
+    // Resolved first: a view dropped meanwhile is a 42P01 naming it.
+    let quoted = Relation::from_oid(oid).quoted();
     let method = Spi::get_one_with_args::<String>(
         "SELECT method FROM dbopt.matview_refresh_method($1)",
         &[oid.into()],
     )
     .or_raise("choosing how to refresh")
     .unwrap_or_else(|| "plain".to_owned());
-    let quoted = Relation::from_oid(oid).quoted();
     let concurrently = if method == "concurrently" {
         "CONCURRENTLY "
     } else {

@@ -45,17 +45,16 @@ fn measured_once(oid: pg_sys::Oid, extent: Extent) -> i64 {
     known.unwrap_or_else(|| {
         let bytes = match extent {
             Extent::Forks => forks_bytes(oid),
-            Extent::Total => size_of(pg_sys::pg_total_relation_size, oid),
+            // SAFETY: PostgreSQL's size function called with an OID; NULL for a vanished
+            // relation.
+            Extent::Total => unsafe {
+                direct_function_call::<i64>(pg_sys::pg_total_relation_size, &[oid.into_datum()])
+            }
+            .unwrap_or(0),
         };
         MEASURED.with(|m| m.borrow_mut().1.insert((oid, extent), bytes));
         bytes
     })
-}
-
-/// A PostgreSQL size function of one relation; 0 for a relation that vanished.
-fn size_of(func: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum, oid: pg_sys::Oid) -> i64 {
-    // SAFETY: PostgreSQL's size functions called with an OID; NULL for a vanished relation.
-    unsafe { direct_function_call::<i64>(func, &[oid.into_datum()]) }.unwrap_or(0)
 }
 
 /// A relation's own bytes over all its forks (main, free space map, visibility map, init).
