@@ -9,13 +9,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO"
 
-setup
-install_dbopt
-
-DIR=/tmp/dbopt-bench-advisor PORT=54333 DB=bench ROWS="${BENCH_ROWS:-20000}"
-start_throwaway_server "$DIR" "$PORT" "$DB"
-trap 'stop_throwaway_server "$DIR"' EXIT
-URL="$(throwaway_server_url "$DIR" "$PORT" "$DB")"
+ROWS="${BENCH_ROWS:-20000}"
+start_bench_server /tmp/dbopt-bench-advisor 54333 bench
 run() { psql "$URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 run -c "CREATE EXTENSION dbopt; CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg"
 
@@ -57,9 +52,9 @@ SQL
 run -At -c "SELECT count(*) || ' statements' FROM bench_statements"
 run -At -c "SELECT sql FROM bench_statements" | while read -r sql; do
   for _ in 1 2 3 4 5 6 7 8 9 10; do printf '%s;\n' "$sql"; done
-done >/tmp/dbopt-bench-advisor-workload.sql
+done >"$WORK/workload.sql"
 run -c "SELECT pg_stat_statements_reset()" >/dev/null
-run -f /tmp/dbopt-bench-advisor-workload.sql >/dev/null
+run -f "$WORK/workload.sql" >/dev/null
 run -At -c "SELECT count(*) || ' statements in pg_stat_statements with >= 10 calls'
               FROM pg_stat_statements WHERE calls >= 10"
 

@@ -11,13 +11,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO"
 
-setup
-install_dbopt
-
-DIR=/tmp/dbopt-bench-health PORT=54334 DB=bench TABLES="${BENCH_TABLES:-2000}"
-start_throwaway_server "$DIR" "$PORT" "$DB"
-trap 'stop_throwaway_server "$DIR"' EXIT
-URL="$(throwaway_server_url "$DIR" "$PORT" "$DB")"
+TABLES="${BENCH_TABLES:-2000}"
+start_bench_server /tmp/dbopt-bench-health 54334 bench
 run() { psql "$URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 run -c "CREATE EXTENSION dbopt; CREATE EXTENSION pg_stat_statements"
 
@@ -72,7 +67,6 @@ awk -v b="$base" -v o="$ours" -v s="$snap" -v bl="$bloat" 'BEGIN {
 # dbopt.cap_rows (seed 001 B3: the newest 50 views per user) under 8 pgbench clients, against
 # uncapped inserts and the row trigger people write by hand (DELETE ... OFFSET 50 per insert,
 # no lock), which is cheaper and wrong: concurrent inserts for one user leave more than 50 rows.
-PGBENCH="$("$PG_CONFIG" --bindir)/pgbench"
 SECONDS_EACH="${BENCH_CAP_SECONDS:-5}"
 say "cap_rows: 8 clients, ${SECONDS_EACH} s each, inserts for 1 user or spread over 1,000"
 run <<'SQL'
@@ -86,8 +80,8 @@ BEGIN
   RETURN NULL;
 END $$;
 SQL
-echo "INSERT INTO viewed (user_id, product_id) VALUES (1, 1);" > /tmp/dbopt-bench-one-user.sql
-echo "INSERT INTO viewed (user_id, product_id) VALUES (1 + (random() * 999)::int, 1);" > /tmp/dbopt-bench-many-users.sql
+echo "INSERT INTO viewed (user_id, product_id) VALUES (1, 1);" > "$WORK/one-user.sql"
+echo "INSERT INTO viewed (user_id, product_id) VALUES (1 + (random() * 999)::int, 1);" > "$WORK/many-users.sql"
 # TPS of one pgbench run, and the most rows any user has afterwards.
 tps_and_max() {
   run -c "TRUNCATE viewed"
@@ -98,8 +92,8 @@ tps_and_max() {
   echo "$tps $(run -Atc "SELECT coalesce(max(n), 0) FROM (SELECT count(*) n FROM viewed GROUP BY user_id) x")"
 }
 for users in one many; do
-  script="/tmp/dbopt-bench-many-users"
-  [ "$users" = one ] && script="/tmp/dbopt-bench-one-user"
+  script="$WORK/many-users"
+  [ "$users" = one ] && script="$WORK/one-user"
   run -c "DROP TRIGGER IF EXISTS naive ON viewed; SELECT dbopt.uncap_rows('viewed')" >/dev/null
   read -r plain_tps plain_max <<<"$(tps_and_max "$script.sql")"
   run -c "CREATE TRIGGER naive AFTER INSERT ON viewed FOR EACH ROW EXECUTE FUNCTION naive_cap()"
