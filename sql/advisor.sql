@@ -31,8 +31,9 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY l.severity = 'warning' DESC, l.calls DESC, l.queryid, l.lint
 $$;
 
--- Index builds handed to pg_cron by dbopt.apply_index: CREATE INDEX CONCURRENTLY must run at top
--- level, which no function can. One row per build, its state kept by finish_index_builds.
+-- Index builds handed to pg_cron or to dbopt's background worker by dbopt.apply_index: CREATE
+-- INDEX CONCURRENTLY must run at top level, which no function can. One row per build; its state
+-- is kept by finish_index_builds (pg_cron) or by the worker's run (see job_log).
 CREATE TABLE @extschema@.index_builds (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_oid oid NOT NULL,
@@ -42,6 +43,7 @@ CREATE TABLE @extschema@.index_builds (
     definition text NOT NULL,
     -- What the job runs: the definition with IF NOT EXISTS, so a repeated run does nothing.
     command text NOT NULL,
+    runner text NOT NULL DEFAULT 'pg_cron' CHECK (runner IN ('pg_cron', 'worker')),
     cron_job bigint,
     requested_by name NOT NULL DEFAULT current_user,
     requested_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
@@ -55,15 +57,16 @@ CREATE TABLE @extschema@.index_builds (
     leftover text CHECK (leftover IN ('pending', 'dropped'))
 );
 COMMENT ON TABLE @extschema@.index_builds IS
-    'CREATE INDEX CONCURRENTLY statements run by pg_cron for dbopt.apply_index, and their outcome';
+    'CREATE INDEX CONCURRENTLY statements run for dbopt.apply_index, and their outcome';
 ALTER TABLE @extschema@.index_builds ENABLE ROW LEVEL SECURITY;
 -- A build is seen and changed only by its requester, whose role its jobs run as.
 CREATE POLICY requesters_only ON @extschema@.index_builds
     USING (requested_by = current_user) WITH CHECK (requested_by = current_user);
 GRANT SELECT, INSERT, UPDATE ON @extschema@.index_builds TO PUBLIC;
 
--- Schedules the caller's oldest queued build when none of theirs is scheduled or running: two
--- concurrent builds on one table wait for each other's snapshots and can deadlock.
+-- Schedules the caller's oldest queued pg_cron build when none of theirs is scheduled or running:
+-- two concurrent builds on one table wait for each other's snapshots and can deadlock. (The
+-- worker claims its builds under the same rule.)
 CREATE FUNCTION @extschema@.start_next_index_build() RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -74,7 +77,7 @@ BEGIN
         RETURN;
     END IF;
     SELECT id, command INTO next FROM @extschema@.index_builds
-     WHERE requested_by = current_user AND state = 'queued'
+     WHERE requested_by = current_user AND state = 'queued' AND runner = 'pg_cron'
      ORDER BY id LIMIT 1 FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
@@ -88,9 +91,10 @@ BEGIN
 END
 $$;
 
--- Queues index_definition (a CREATE INDEX CONCURRENTLY on a table the caller owns) to be run by
--- a pg_cron job as the caller, and schedules the job that records outcomes. Returns the build's
--- id in dbopt.index_builds. Without pg_cron: run the statement yourself, outside a transaction.
+-- Queues index_definition (a CREATE INDEX CONCURRENTLY on a table the caller owns) to be run as
+-- the caller by a pg_cron job (with the job that records outcomes) or by dbopt's background
+-- worker, as dbopt.job_runner chooses. Returns the build's id in dbopt.index_builds. With
+-- neither: run the statement yourself, outside a transaction.
 CREATE FUNCTION @extschema@.apply_index(index_definition text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -99,15 +103,67 @@ DECLARE
 BEGIN
     SELECT * INTO STRICT plan FROM @extschema@.index_build_plan(index_definition);
     INSERT INTO @extschema@.index_builds
-           (table_oid, table_name, index_schema, index_name, definition, command)
+           (table_oid, table_name, index_schema, index_name, definition, command, runner)
     VALUES (plan.table_oid, plan.table_oid::regclass::text, plan.index_schema, plan.index_name,
-            index_definition, plan.command)
+            index_definition, plan.command, plan.runner)
     RETURNING id INTO build;
-    PERFORM @extschema@.start_next_index_build();
-    -- One finishing job per role (pg_cron names jobs per user); scheduling it again is a no-op.
-    PERFORM cron.schedule('dbopt_index_builds', '* * * * *',
-                          format('CALL %I.finish_index_builds()', '@extschema@'));
+    IF plan.runner = 'pg_cron' THEN
+        PERFORM @extschema@.start_next_index_build();
+        -- One finishing job per role (pg_cron names jobs per user); scheduling it again is a
+        -- no-op.
+        PERFORM cron.schedule('dbopt_index_builds', '* * * * *',
+                              format('CALL %I.finish_index_builds()', '@extschema@'));
+    END IF;
     RETURN build;
+END
+$$;
+
+-- Records how build ended: built when its run succeeded and left a valid index; failed
+-- otherwise, with an invalid index of its own left behind marked 'pending' for dropping.
+CREATE FUNCTION @extschema@.record_index_build_outcome(
+    build bigint, succeeded boolean, message text, started timestamptz, ended timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b record;
+    valid boolean;
+BEGIN
+    SELECT * INTO b FROM @extschema@.index_builds WHERE id = build FOR UPDATE;
+    SELECT i.indisvalid INTO valid
+      FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = b.index_schema AND c.relname = b.index_name;
+    UPDATE @extschema@.index_builds
+       SET state = CASE WHEN succeeded AND valid THEN 'built' ELSE 'failed' END,
+           started_at = started, finished_at = ended,
+           message = CASE WHEN NOT succeeded OR valid THEN record_index_build_outcome.message
+                          WHEN valid IS NULL
+                          THEN 'the build succeeded but no index of that name exists now'
+                          ELSE 'an invalid index of that name was there already: the build '
+                               'did nothing' END,
+           leftover = CASE WHEN valid IS FALSE THEN 'pending' END
+     WHERE id = build;
+END
+$$;
+
+-- Drops the invalid index a failed build left ('pending'), waiting at most dbopt.lock_timeout;
+-- a busy table leaves it pending for the next try.
+CREATE FUNCTION @extschema@.drop_index_build_leftover(build bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b record;
+BEGIN
+    SELECT * INTO b FROM @extschema@.index_builds WHERE id = build AND leftover = 'pending';
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    BEGIN
+        PERFORM @extschema@.drop_invalid_index(b.table_oid, b.index_name);
+        UPDATE @extschema@.index_builds SET leftover = 'dropped' WHERE id = build;
+    EXCEPTION WHEN lock_not_available THEN
+        NULL;
+    END;
 END
 $$;
 
@@ -120,7 +176,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     b record;
     run record;
-    valid boolean;
 BEGIN
     -- Pinned in the body, as in every dbopt procedure (a SET clause would forbid COMMIT).
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -128,7 +183,7 @@ BEGIN
         RETURN;
     END IF;
     FOR b IN SELECT * FROM @extschema@.index_builds
-              WHERE requested_by = current_user
+              WHERE requested_by = current_user AND runner = 'pg_cron'
                 AND (state IN ('scheduled', 'running') OR leftover = 'pending')
               ORDER BY id LOOP
         IF b.state IN ('scheduled', 'running') THEN
@@ -142,36 +197,14 @@ BEGIN
                 CONTINUE;
             END IF;
             PERFORM cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobid = b.cron_job;
-            SELECT i.indisvalid INTO valid
-              FROM pg_index i
-              JOIN pg_class c ON c.oid = i.indexrelid
-              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = b.index_schema AND c.relname = b.index_name;
-            UPDATE @extschema@.index_builds
-               SET state = CASE WHEN run.status = 'succeeded' AND valid THEN 'built'
-                                ELSE 'failed' END,
-                   started_at = run.start_time, finished_at = run.end_time,
-                   message = CASE WHEN run.status = 'failed' OR valid THEN run.return_message
-                                  WHEN valid IS NULL
-                                  THEN 'the job succeeded but no index of that name exists now'
-                                  ELSE 'an invalid index of that name was there already: the '
-                                       'build did nothing' END,
-                   leftover = CASE WHEN valid IS FALSE THEN 'pending' END
-             WHERE id = b.id
-             RETURNING * INTO b;
+            PERFORM @extschema@.record_index_build_outcome(
+                b.id, run.status = 'succeeded', run.return_message, run.start_time, run.end_time);
         END IF;
-        IF b.leftover = 'pending' THEN
-            BEGIN
-                PERFORM @extschema@.drop_invalid_index(b.table_oid, b.index_name);
-                UPDATE @extschema@.index_builds SET leftover = 'dropped' WHERE id = b.id;
-            EXCEPTION WHEN lock_not_available THEN
-                NULL; -- the table is busy: next minute's run tries again
-            END;
-        END IF;
+        PERFORM @extschema@.drop_index_build_leftover(b.id);
     END LOOP;
     PERFORM @extschema@.start_next_index_build();
     IF NOT EXISTS (SELECT FROM @extschema@.index_builds
-                    WHERE requested_by = current_user
+                    WHERE requested_by = current_user AND runner = 'pg_cron'
                       AND (state IN ('queued', 'scheduled', 'running')
                            OR leftover = 'pending')) THEN
         PERFORM cron.unschedule(j.jobid) FROM cron.job j

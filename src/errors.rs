@@ -2,7 +2,7 @@
 //! where one helps. A plain `Err` or panic would surface as the generic 22000/XX000, which tells
 //! the caller nothing, so every error dbopt raises on purpose goes through [`DboptError`].
 
-use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport, ErrorReportWithLevel};
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,16 @@ impl DboptError {
     /// Raises this error as a PostgreSQL ERROR, aborting the current statement.
     #[track_caller]
     pub fn raise(self) -> ! {
+        self.report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
+    }
+
+    /// Sends this as a WARNING: the statement goes on.
+    pub fn warn(self) {
+        self.report(PgLogLevel::WARNING);
+    }
+
+    fn report(self, level: PgLogLevel) {
         let mut report = ErrorReport::new(self.code, self.message, "dbopt");
         if let Some(detail) = self.detail {
             report = report.set_detail(detail);
@@ -43,8 +53,7 @@ impl DboptError {
         if let Some(hint) = self.hint {
             report = report.set_hint(hint);
         }
-        report.report(PgLogLevel::ERROR);
-        unreachable!("an ERROR report does not return")
+        report.report(level);
     }
 }
 
@@ -83,17 +92,13 @@ pub struct Raised {
 /// continuing after catching an error PostgreSQL raised would need a subtransaction.
 #[cfg(any(test, feature = "pg_test"))]
 pub fn raised_by(f: impl FnOnce() + std::panic::UnwindSafe) -> Option<Raised> {
-    use pgrx::pg_sys::panic::CaughtError;
     use pgrx::PgTryBuilder;
     PgTryBuilder::new(|| {
         f();
         None
     })
     .catch_others(|caught| {
-        let report = match caught {
-            CaughtError::ErrorReport(report) | CaughtError::PostgresError(report) => report,
-            CaughtError::RustPanic { ereport, .. } => ereport,
-        };
+        let report = report_of(&caught);
         Some(Raised {
             code: report.sql_error_code(),
             message: report.message().to_owned(),
@@ -101,4 +106,43 @@ pub fn raised_by(f: impl FnOnce() + std::panic::UnwindSafe) -> Option<Raised> {
         })
     })
     .execute()
+}
+
+/// The error report inside whatever `PgTryBuilder` caught.
+pub fn report_of(caught: &CaughtError) -> &ErrorReportWithLevel {
+    match caught {
+        CaughtError::ErrorReport(report) | CaughtError::PostgresError(report) => report,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    }
+}
+
+/// The five-character SQLSTATE of `code`, e.g. "42P01".
+pub fn sqlstate(code: PgSqlErrorCode) -> String {
+    // PostgreSQL packs each character in 6 bits, first character lowest (MAKE_SQLSTATE).
+    let packed = code as i32;
+    (0..5)
+        .map(|i| char::from(((packed >> (6 * i)) & 0x3F) as u8 + b'0'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_unpacked_as_postgresql_spells_them() {
+        assert_eq!(sqlstate(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE), "42P01");
+        assert_eq!(
+            sqlstate(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION),
+            "00000"
+        );
+        assert_eq!(
+            sqlstate(PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES),
+            "53000"
+        );
+        assert_eq!(
+            sqlstate(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE),
+            "55P03"
+        );
+    }
 }

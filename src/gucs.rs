@@ -1,6 +1,6 @@
 //! dbopt's settings (`SET dbopt.…`, `ALTER DATABASE … SET dbopt.…`, postgresql.conf).
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::CString;
 
 /// Longest wait for a lock by any DDL statement dbopt runs, in milliseconds. At least 1 ms:
@@ -15,6 +15,26 @@ pub static PARTITION_TIMEZONE: GucSetting<Option<CString>> =
 /// On while dbopt moves rows to or from an archive, so triggers can tell an archive move from a
 /// real delete or insert. dbopt sets it for the move's transaction only.
 pub static ARCHIVING: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// Who runs the jobs `dbopt.schedule()` creates.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
+pub enum JobRunner {
+    /// pg_cron where it is ready in this database, dbopt's background worker otherwise.
+    #[name = c"auto"]
+    Auto,
+    #[name = c"pg_cron"]
+    PgCron,
+    #[name = c"worker"]
+    Worker,
+}
+
+pub static JOB_RUNNER: GucSetting<JobRunner> = GucSetting::<JobRunner>::new(JobRunner::Auto);
+
+/// The databases dbopt's background worker runs jobs in (comma-separated; read at server start).
+pub static WORKER_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// How long the worker keeps its record of finished runs (dbopt.job_log), in seconds.
+pub static JOB_LOG_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -46,6 +66,41 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_enum_guc(
+        c"dbopt.job_runner",
+        c"Who runs the jobs dbopt.schedule() and dbopt.apply_index() create.",
+        c"auto: pg_cron when it is installed in this database, else dbopt's background worker; \
+          pg_cron or worker: always that one.",
+        &JOB_RUNNER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"dbopt.worker_databases",
+        c"Databases in which dbopt's background worker runs scheduled jobs (comma-separated).",
+        c"Needs dbopt in shared_preload_libraries; one scheduler process per database. Empty: \
+          no worker.",
+        &WORKER_DATABASES,
+        // PostgreSQL refuses to define a server-start setting once the server runs, which is
+        // when a library not preloaded is loaded; there it is inert (no worker), so any
+        // context does.
+        if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+            GucContext::Postmaster
+        } else {
+            GucContext::Sighup
+        },
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"dbopt.job_log_retention",
+        c"How long dbopt's background worker keeps the record of finished runs.",
+        c"Runs in dbopt.job_log that ended longer ago than this are deleted once an hour.",
+        &JOB_LOG_RETENTION_S,
+        60,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
     // Makes a misspelt `SET dbopt.lock_timout` an error instead of a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"dbopt".as_ptr()) };
 }
@@ -66,6 +121,24 @@ pub fn set_local(name: &std::ffi::CStr, value: &str) {
             pgrx::pg_sys::GucContext::PGC_USERSET,
             pgrx::pg_sys::GucSource::PGC_S_SESSION,
             pgrx::pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            pgrx::pg_sys::PGERROR as i32,
+            false,
+        );
+    }
+}
+
+/// Sets a setting for the rest of the session, as `SET` does.
+pub fn set_session(name: &std::ffi::CStr, value: &str) {
+    let value = CString::new(value).expect("setting values contain no NUL");
+    // SAFETY: as in `set_local`.
+    unsafe {
+        pgrx::pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pgrx::pg_sys::GucContext::PGC_USERSET,
+            pgrx::pg_sys::GucSource::PGC_S_SESSION,
+            pgrx::pg_sys::GucAction::GUC_ACTION_SET,
             true,
             pgrx::pg_sys::PGERROR as i32,
             false,
@@ -104,6 +177,29 @@ pub fn with_local<T>(settings: &[(&std::ffi::CStr, &str)], f: impl FnOnce() -> T
 /// resolve the same either way.
 pub fn in_search_path<T>(callers_path: &str, f: impl FnOnce() -> T) -> T {
     with_local(&[(c"search_path", callers_path)], f)
+}
+
+pub fn job_runner() -> JobRunner {
+    JOB_RUNNER.get()
+}
+
+/// The databases listed in dbopt.worker_databases, each once.
+pub fn worker_databases() -> Vec<String> {
+    let listed = WORKER_DATABASES
+        .get()
+        .map(|names| names.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut databases: Vec<String> = Vec::new();
+    for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !databases.iter().any(|d| d == name) {
+            databases.push(name.to_owned());
+        }
+    }
+    databases
+}
+
+pub fn job_log_retention_seconds() -> i32 {
+    JOB_LOG_RETENTION_S.get()
 }
 
 pub fn partition_timezone() -> String {

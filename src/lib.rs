@@ -34,6 +34,7 @@ extension_sql_file!("../sql/partitions.sql", name = "partitions", finalize);
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
     advisor::install_planner_hook();
+    schedule::worker::register_schedulers();
 }
 
 /// Required by `cargo pgrx test`.

@@ -53,6 +53,18 @@ impl Cluster {
         )
     }
 
+    /// A server without pg_cron where dbopt's background worker runs jobs in `database`.
+    pub fn with_dbopt_worker(database: &str) -> Cluster {
+        Cluster::start(
+            ClusterOptions::default()
+                .preload("dbopt")
+                .setting("dbopt.worker_databases", &format!("'{database}'"))
+                .setting("max_worker_processes", "20")
+                // The scheduler's start and stop are LOG messages.
+                .setting("log_min_messages", "log"),
+        )
+    }
+
     /// Creates and starts a new cluster. Panics with the server log when it cannot start.
     pub fn start(options: ClusterOptions) -> Cluster {
         assert_dbopt_installed();

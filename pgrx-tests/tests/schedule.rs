@@ -1,5 +1,5 @@
-//! dbopt.schedule() against a live server with pg_cron: jobs run on pg_cron's minute ticks, as
-//! the role that scheduled them.
+//! dbopt.schedule() against live servers, with pg_cron and with dbopt's own background worker:
+//! jobs run on the minute (or every N seconds), as the role that scheduled them.
 
 use dbopt_integration_tests::{db_error, sqlstate, Cluster};
 use postgres::Client;
@@ -287,8 +287,79 @@ fn bad_schedules_tasks_and_arguments_are_refused_and_record_nothing() {
         .get(0);
     assert_eq!(jobs, 0);
 
-    // Without pg_cron the job is kept for dbopt's own worker; asking again is the same job.
+    // Only the three runners exist; asking for pg_cron where it is not is refused.
+    let e = db
+        .batch_execute("SET dbopt.job_runner = 'cron'")
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023");
+    db.batch_execute("SET dbopt.job_runner = 'pg_cron'")
+        .unwrap();
+    let e = refuse(&mut db, "snapshot_stats", "@daily", "{}");
+    assert_eq!(sqlstate(&e), "55000");
+    assert!(
+        db_error(&e).0.contains("needs pg_cron"),
+        "{:?}",
+        db_error(&e)
+    );
+    db.batch_execute("RESET dbopt.job_runner").unwrap();
+    // Neither pg_cron nor the worker here: dbopt.apply_index says so and how to do without.
+    db.batch_execute("CREATE TABLE t (a int)").unwrap();
+    let e = db
+        .query_one(
+            "SELECT dbopt.apply_index('CREATE INDEX CONCURRENTLY t_a ON public.t (a)')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "55000");
+    let (message, _, hint) = db_error(&e);
+    assert_eq!(
+        message,
+        "dbopt.apply_index needs pg_cron or dbopt's background worker: pg_cron is not loaded \
+         through shared_preload_libraries, and dbopt's background worker does not run jobs in \
+         database \"plain\""
+    );
+    let hint = hint.unwrap();
+    assert!(
+        hint.contains("dbopt.worker_databases") && hint.contains("run it yourself"),
+        "{hint}"
+    );
+    let jobs: i64 = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM dbopt.jobs) + (SELECT count(*) FROM dbopt.index_builds)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 0);
+
+    // Without pg_cron the job is kept for dbopt's own worker, with a warning that no worker
+    // serves this database yet; asking again is the same job.
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut db = {
+        let seen = warnings.clone();
+        cluster
+            .config("plain")
+            .notice_callback(move |notice| {
+                seen.lock().unwrap().push(format!(
+                    "{}: {} HINT: {}",
+                    notice.severity(),
+                    notice.message(),
+                    notice.hint().unwrap_or("")
+                ))
+            })
+            .connect(postgres::NoTls)
+            .unwrap()
+    };
     let job = schedule(&mut db, "refresh_matviews", r#"{"force": true}"#);
+    let warned = warnings.lock().unwrap().clone();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "WARNING: dbopt job {job} will not run yet: dbopt's background worker does not run \
+             jobs in database \"plain\" HINT: Add dbopt to shared_preload_libraries"
+        )),
+        "{warned:?}"
+    );
     assert_eq!(
         schedule(&mut db, "refresh_matviews", r#"{"force": true}"#),
         job
@@ -316,4 +387,298 @@ fn bad_schedules_tasks_and_arguments_are_refused_and_record_nothing() {
         db.query("SELECT * FROM dbopt.job_runs", &[]).unwrap().len(),
         0
     );
+}
+
+/// Runs of `job` the worker finished, oldest first: (outcome, sqlstate, message).
+fn finished_runs(db: &mut Client, job: i64) -> Vec<(String, Option<String>, Option<String>)> {
+    db.query(
+        "SELECT outcome, sqlstate, message FROM dbopt.job_runs
+          WHERE job_id = $1 AND outcome <> 'running' ORDER BY run_id",
+        &[&job],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+#[test]
+fn without_pg_cron_the_worker_runs_each_job_as_its_owner_and_survives_failures() {
+    let cluster = Cluster::with_dbopt_worker("wk");
+    let mut db = cluster.create_database("wk", true);
+    db.batch_execute(
+        "CREATE ROLE clerk LOGIN;
+         CREATE SCHEMA clerk AUTHORIZATION clerk;
+         CREATE TABLE ev_hist (id int PRIMARY KEY, at timestamptz NOT NULL, v int);
+         INSERT INTO ev_hist SELECT g, now() - g * interval '1 day', g
+           FROM generate_series(1, 1000) g;",
+    )
+    .unwrap();
+    short_of_partitions(&mut db, "public.ev");
+    short_of_partitions(&mut db, "public.untouched");
+    short_of_partitions(&mut db, "public.doomed");
+    let mut clerk = cluster.connect_as("wk", "clerk");
+    short_of_partitions(&mut clerk, "clerk.ev");
+    let checksum = |db: &mut Client, tables: &str| -> (i64, i64) {
+        columns(db.query_one(
+            &format!(
+                "SELECT count(*), sum(hashtext(format('%s|%s|%s', id, at, v))) FROM ({tables}) rows"
+            ),
+            &[],
+        ))
+    };
+    let before = checksum(&mut db, "SELECT id, at, v FROM ev_hist");
+    db.query_one(
+        "SELECT dbopt.set_archive_policy('ev_hist', 'at', '90 days')",
+        &[],
+    )
+    .unwrap();
+
+    let scheduled = Instant::now();
+    let owners_job = schedule(&mut db, "maintenance", r#"{"parent": "public.ev"}"#);
+    let clerks_job = schedule(&mut clerk, "maintenance", "{}");
+    let failing = schedule(&mut db, "maintenance", r#"{"parent": "public.doomed"}"#);
+    let archiving = schedule(&mut db, "archive", "{}");
+    let healthy: i64 = db
+        .query_one("SELECT dbopt.schedule('snapshot_stats', '10 seconds')", &[])
+        .unwrap()
+        .get(0);
+    db.batch_execute("DROP TABLE doomed").unwrap();
+    let runners: Vec<String> = db
+        .query("SELECT DISTINCT runner FROM dbopt.jobs", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(runners, ["worker"]);
+
+    let untouched = partitions(&mut db, "public.untouched");
+    wait_until("both maintenance jobs to create partitions", || {
+        partitions(&mut db, "public.ev") >= 6 && partitions(&mut db, "clerk.ev") >= 6
+    });
+    eprintln!(
+        "maintenance by the worker: partitions made {:.0} s after scheduling",
+        scheduled.elapsed().as_secs_f64()
+    );
+    // The clerk's run could not touch the owner's partition set, and made the clerk's
+    // partitions as the clerk.
+    assert_eq!(partitions(&mut db, "public.untouched"), untouched);
+    let foreign_owners: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'clerk.ev'::regclass AND c.relowner <> 'clerk'::regrole",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(foreign_owners, 0);
+    // Each role sees the runs of its own jobs only.
+    let seen: Vec<i64> = clerk
+        .query("SELECT DISTINCT job_id FROM dbopt.job_runs", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, [clerks_job]);
+    assert_eq!(finished_runs(&mut clerk, clerks_job)[0].0, "ok");
+    assert_eq!(finished_runs(&mut db, owners_job)[0].0, "ok");
+
+    // The failing job is recorded with its error; the jobs due at the same time ran, and the
+    // ten-second job kept running after it.
+    let failed = finished_runs(&mut db, failing);
+    assert_eq!(failed[0].0, "failed", "{failed:?}");
+    assert_eq!(failed[0].1.as_deref(), Some("42P01"), "{failed:?}");
+    assert!(
+        failed[0].2.as_deref().unwrap_or("").contains("doomed"),
+        "{failed:?}"
+    );
+    assert_eq!(finished_runs(&mut db, archiving)[0].0, "ok");
+    wait_until("two more runs of the ten-second job", || {
+        finished_runs(&mut db, healthy).len() >= 3
+    });
+    assert!(finished_runs(&mut db, healthy).iter().all(|r| r.0 == "ok"));
+    let hot: i64 = db
+        .query_one("SELECT count(*) FROM ev_hist", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(hot, 89);
+    assert_eq!(
+        checksum(
+            &mut db,
+            "SELECT id, at, v FROM ev_hist UNION ALL SELECT id, at, v FROM ev_hist_archive"
+        ),
+        before
+    );
+
+    // Unscheduled, a job runs no more.
+    assert!(db
+        .query_one("SELECT dbopt.unschedule($1)", &[&healthy])
+        .unwrap()
+        .get::<_, bool>(0));
+    std::thread::sleep(Duration::from_secs(2));
+    let runs = finished_runs(&mut db, healthy).len();
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(finished_runs(&mut db, healthy).len(), runs);
+}
+
+#[test]
+fn the_worker_builds_indexes_stops_on_sigterm_and_records_interrupted_runs() {
+    let mut cluster = Cluster::with_dbopt_worker("ix");
+    let mut db = cluster.create_database("ix", true);
+    db.batch_execute(
+        "CREATE TABLE public.t (id int PRIMARY KEY, a int, b int);
+         INSERT INTO t SELECT g, g % 1000, g % 10 FROM generate_series(1, 200000) g;",
+    )
+    .unwrap();
+    let build = |db: &mut Client, definition: &str| -> i64 {
+        db.query_one("SELECT dbopt.apply_index($1)", &[&definition])
+            .unwrap()
+            .get(0)
+    };
+    let state = |db: &mut Client, id: i64| -> (String, Option<String>, Option<String>) {
+        let row = db
+            .query_one(
+                "SELECT state, message, leftover FROM dbopt.index_builds WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    let built = build(&mut db, "CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a)");
+    let failed = build(
+        &mut db,
+        "CREATE UNIQUE INDEX CONCURRENTLY t_b_key ON public.t (b)",
+    );
+    wait_until("both builds to end", || {
+        let (a, b) = (state(&mut db, built).0, state(&mut db, failed).0);
+        a != "queued" && a != "running" && b != "queued" && b != "running"
+    });
+    assert_eq!(state(&mut db, built), ("built".into(), None, None));
+    let valid: bool = db
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.t_a_idx'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    let (outcome, message, leftover) = state(&mut db, failed);
+    assert_eq!(outcome, "failed");
+    assert!(
+        message
+            .as_deref()
+            .unwrap_or("")
+            .contains("could not create unique index"),
+        "{message:?}"
+    );
+    assert_eq!(leftover.as_deref(), Some("dropped"));
+    let runs: Vec<(String, Option<String>)> = db
+        .query(
+            "SELECT outcome, sqlstate FROM dbopt.job_runs WHERE task = 'apply_index'
+              ORDER BY run_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        runs,
+        [("ok".into(), None), ("failed".into(), Some("23505".into()))]
+    );
+
+    // A build waiting for a lock, its process terminated: recorded as failed at once.
+    let mut holder = cluster.connect("ix");
+    holder
+        .batch_execute("BEGIN; LOCK t IN SHARE UPDATE EXCLUSIVE MODE")
+        .unwrap();
+    let waiting = build(&mut db, "CREATE INDEX CONCURRENTLY t_b_idx ON public.t (b)");
+    let job_pid = |db: &mut Client| -> Option<i32> {
+        db.query_opt(
+            "SELECT pid FROM pg_stat_activity
+              WHERE backend_type = 'dbopt job' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    };
+    wait_until("the build to wait for the lock", || {
+        job_pid(&mut db).is_some()
+    });
+    let pid = job_pid(&mut db).unwrap();
+    db.query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    wait_until("the terminated build to be recorded", || {
+        state(&mut db, waiting).0 == "failed"
+    });
+    let message = state(&mut db, waiting).1.unwrap_or_default();
+    assert!(
+        message.contains("ended before recording an outcome"),
+        "{message}"
+    );
+
+    // SIGTERM stops the scheduler cleanly: no error, no restart.
+    let another = build(
+        &mut db,
+        "CREATE INDEX CONCURRENTLY t_b_idx2 ON public.t (b)",
+    );
+    wait_until("the next build to wait for the lock", || {
+        job_pid(&mut db).is_some()
+    });
+    let schedulers = |db: &mut Client| -> i64 {
+        db.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dbopt scheduler'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_eq!(schedulers(&mut db), 1);
+    // (Before the database existed, the scheduler's attempts to connect failed: only what
+    // follows counts.)
+    let logged_before = cluster.log().len();
+    db.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE backend_type = 'dbopt scheduler'",
+    )
+    .unwrap();
+    wait_until("the scheduler to stop", || schedulers(&mut db) == 0);
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(
+        schedulers(&mut db),
+        0,
+        "a stopped scheduler is not restarted"
+    );
+    let log = cluster.log()[logged_before..].to_owned();
+    assert!(
+        log.contains("dbopt scheduler in database \"ix\" stopped"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("\"dbopt scheduler\" (PID"),
+        "the scheduler exited with an error:\n{log}"
+    );
+
+    // Its run, still waiting, ends with nobody watching; the next scheduler (after a restart)
+    // records it as interrupted and runs what is queued.
+    let pid = job_pid(&mut db).unwrap();
+    db.query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    holder.batch_execute("COMMIT").unwrap();
+    drop(holder);
+    drop(db);
+    cluster.restart();
+    let mut db = cluster.connect("ix");
+    wait_until("the interrupted build to be recorded", || {
+        state(&mut db, another).0 == "failed"
+    });
+    let message = state(&mut db, another).1.unwrap_or_default();
+    assert!(message.contains("interrupted"), "{message}");
+    let again = build(
+        &mut db,
+        "CREATE INDEX CONCURRENTLY t_b_idx3 ON public.t (b)",
+    );
+    wait_until("a build after the restart", || {
+        state(&mut db, again).0 == "built"
+    });
 }

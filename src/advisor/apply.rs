@@ -1,8 +1,8 @@
 //! `dbopt.apply_index()`: CREATE INDEX CONCURRENTLY cannot run inside a function, so the
-//! statement is checked here and handed to pg_cron as a job of its own, which runs it at top
-//! level as the caller. sql/advisor.sql records each build in dbopt.index_builds, and
-//! `dbopt.finish_index_builds()` (a second job) records the outcome and drops an invalid
-//! leftover of a failed build.
+//! statement is checked here and handed to pg_cron as a job of its own, or to dbopt's background
+//! worker, either of which runs it at top level as the caller. sql/advisor.sql records each build
+//! in dbopt.index_builds; with pg_cron, `dbopt.finish_index_builds()` (a second job) records the
+//! outcome and drops an invalid leftover of a failed build, and the worker's run does both itself.
 //!
 //! The build job repeats every minute until the finishing job removes it, so the statement is
 //! given IF NOT EXISTS: a repeat finds the index and does nothing.
@@ -11,7 +11,7 @@ use crate::checks::relkind;
 use crate::ddl;
 use crate::errors::{DboptError, OrRaise};
 use crate::ident::{quote_qualified_identifier, Relation};
-use crate::requirements::{self, Component};
+use crate::schedule;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
@@ -61,6 +61,7 @@ fn index_build_plan(
         name!(index_schema, String),
         name!(index_name, String),
         name!(command, String),
+        name!(runner, String),
     ),
 > {
     let manual = "Or run it yourself from psql, outside any transaction block.";
@@ -173,8 +174,14 @@ fn index_build_plan(
             "Remove any comment before CREATE.",
         )
     };
-    requirements::require_with_hint(Component::PgCron, "dbopt.apply_index", manual);
-    TableIterator::once((relation.oid, relation.schema, index_name, command))
+    let runner = schedule::require_runner("dbopt.apply_index", manual);
+    TableIterator::once((
+        relation.oid,
+        relation.schema,
+        index_name,
+        command,
+        runner.name().to_owned(),
+    ))
 }
 
 /// Drops the index `index_name` on `table` if it is there and invalid (what a failed

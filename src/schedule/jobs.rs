@@ -4,8 +4,8 @@
 
 use super::cron;
 use super::tasks;
+use super::Runner;
 use crate::errors::{DboptError, OrRaise};
-use crate::requirements::{self, Component};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -46,10 +46,7 @@ fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
     if let Some(job_id) = existing {
         return job_id;
     }
-    let pg_cron = matches!(
-        requirements::diagnose(Component::PgCron, &requirements::observe(Component::PgCron)),
-        requirements::Status::Ready(_)
-    );
+    let runner = super::runner_for("dbopt.schedule");
     let job_id = Spi::get_one_with_args::<i64>(
         "INSERT INTO dbopt.jobs (task, cron, args, command, runner) VALUES ($1, $2, $3, $4, $5) \
          RETURNING job_id",
@@ -58,12 +55,23 @@ fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
             schedule.into(),
             args.into(),
             command.as_str().into(),
-            if pg_cron { "pg_cron" } else { "worker" }.into(),
+            runner.name().into(),
         ],
     )
     .or_raise("recording the job")
     .unwrap_or_default();
-    if pg_cron {
+    if runner == Runner::Worker {
+        // Recorded all the same: the worker may be configured later (a restart), and the job
+        // then runs without being scheduled again.
+        if let Some((reason, hint)) = super::worker_unavailable() {
+            DboptError::new(
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!("dbopt job {job_id} will not run yet: {reason}"),
+            )
+            .hint(hint)
+            .warn();
+        }
+    } else {
         Spi::run_with_args(
             "UPDATE dbopt.jobs SET cron_job_id = cron.schedule($2, $3, $4) WHERE job_id = $1",
             &[
