@@ -592,6 +592,32 @@ fn the_worker_builds_indexes_stops_on_sigterm_and_records_interrupted_runs() {
     holder
         .batch_execute("BEGIN; LOCK t IN SHARE UPDATE EXCLUSIVE MODE")
         .unwrap();
+    // The owner's statement_timeout holds for a run as for a session.
+    db.batch_execute("ALTER ROLE postgres IN DATABASE ix SET statement_timeout = '2s'")
+        .unwrap();
+    let timed_out = build(&mut db, "CREATE INDEX CONCURRENTLY t_b_idx ON public.t (b)");
+    wait_until("the build to time out", || {
+        state(&mut db, timed_out).0 == "failed"
+    });
+    let run: (String, String) = {
+        let row = db
+            .query_one(
+                "SELECT sqlstate, message FROM dbopt.job_log WHERE index_build = $1",
+                &[&timed_out],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        run,
+        (
+            "57014".into(),
+            "canceling statement due to statement timeout".into()
+        )
+    );
+    db.batch_execute("ALTER ROLE postgres IN DATABASE ix RESET statement_timeout")
+        .unwrap();
+
     let waiting = build(&mut db, "CREATE INDEX CONCURRENTLY t_b_idx ON public.t (b)");
     let job_pid = |db: &mut Client| -> Option<i32> {
         db.query_opt(

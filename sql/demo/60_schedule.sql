@@ -1,5 +1,6 @@
--- Scheduling: every recurring piece of upkeep from the steps above, each one call, each run by
--- pg_cron as the role that scheduled it (without pg_cron: kept for dbopt's own worker).
+-- Scheduling: every recurring piece of upkeep from the steps above, each one call, each run as
+-- the role that scheduled it: by pg_cron here; without pg_cron, by dbopt's own background worker
+-- (dbopt in shared_preload_libraries, the database in dbopt.worker_databases).
 \echo
 \echo '== dbopt.set_archive_policy(): what the nightly archive job moves (checked now, as a run would)'
 SELECT dbopt.set_archive_policy('dbopt_demo.orders', 'created_at', '2 years', batch_size => 10000);

@@ -10,6 +10,15 @@ use pgrx::prelude::*;
 use std::ffi::CString;
 use std::panic::AssertUnwindSafe;
 
+extern "C-unwind" {
+    // utils/timeout.h, which pgrx does not bind; TimeoutId is a C enum.
+    fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+}
+
+/// STATEMENT_TIMEOUT's position in PostgreSQL 15's TimeoutId.
+const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
+
 /// Runs `sql`, one statement, in a transaction of its own (which the statement may COMMIT and
 /// begin again), and commits. An error is returned once that transaction is aborted, so the
 /// caller can record it and carry on.
@@ -25,6 +34,10 @@ pub fn run(sql: &str) -> Result<(), CaughtError> {
         pg_sys::debug_query_string = text.as_ptr();
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr());
         pg_sys::StartTransactionCommand();
+        // The owner's statement_timeout holds for the whole statement, as in a session.
+        if pg_sys::StatementTimeout > 0 {
+            enable_timeout_after(STATEMENT_TIMEOUT, pg_sys::StatementTimeout);
+        }
         let trees = pg_sys::AllocSetContextCreateInternal(
             pg_sys::TopMemoryContext,
             c"dbopt job statement".as_ptr(),
@@ -39,6 +52,7 @@ pub fn run(sql: &str) -> Result<(), CaughtError> {
         }))
         .catch_others(Err)
         .execute();
+        disable_timeout(STATEMENT_TIMEOUT, false);
         if outcome.is_err() {
             pg_sys::AbortCurrentTransaction();
             pg_sys::PortalErrorCleanup();
