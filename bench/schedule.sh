@@ -20,8 +20,11 @@ WORKER_URL="$(throwaway_server_url "$DIR" 54335 bench_worker)"
 BINDIR="$("$PG_CONFIG" --bindir)"
 
 say "preloading dbopt, its worker serving database bench_worker (pg_cron serves bench)"
-psql "$URL" -X -q -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements,pg_cron,dbopt'" \
-  -c "ALTER SYSTEM SET dbopt.worker_databases = 'bench_worker'" -c "ALTER SYSTEM SET max_worker_processes = 64"
+# dbopt's settings exist for ALTER SYSTEM once the library is loaded in the session.
+psql "$URL" -X -q -c "LOAD 'dbopt'" \
+  -c "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, pg_cron, dbopt" \
+  -c "ALTER SYSTEM SET dbopt.worker_databases = 'bench_worker'" \
+  -c "ALTER SYSTEM SET max_worker_processes = 64"
 as_server_user "$BINDIR/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w restart >/dev/null
 "$BINDIR/createdb" -h "$DIR" -p 54335 -U postgres bench_worker
 psql "$URL" -X -q -c "CREATE EXTENSION dbopt; CREATE EXTENSION pg_cron"

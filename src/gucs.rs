@@ -112,6 +112,15 @@ pub fn lock_timeout_ms() -> i32 {
 /// Sets a setting until the end of the current transaction (or subtransaction), straight
 /// through the GUC machinery: cheaper than SPI for settings changed around every statement.
 pub fn set_local(name: &std::ffi::CStr, value: &str) {
+    set(name, value, pgrx::pg_sys::GucAction::GUC_ACTION_LOCAL);
+}
+
+/// Sets a setting for the rest of the session, as `SET` does.
+pub fn set_session(name: &std::ffi::CStr, value: &str) {
+    set(name, value, pgrx::pg_sys::GucAction::GUC_ACTION_SET);
+}
+
+fn set(name: &std::ffi::CStr, value: &str, action: pgrx::pg_sys::GucAction::Type) {
     let value = CString::new(value).expect("setting values contain no NUL");
     // SAFETY: both strings outlive the call; errors are raised with ereport (ERROR level).
     unsafe {
@@ -120,25 +129,7 @@ pub fn set_local(name: &std::ffi::CStr, value: &str) {
             value.as_ptr(),
             pgrx::pg_sys::GucContext::PGC_USERSET,
             pgrx::pg_sys::GucSource::PGC_S_SESSION,
-            pgrx::pg_sys::GucAction::GUC_ACTION_LOCAL,
-            true,
-            pgrx::pg_sys::PGERROR as i32,
-            false,
-        );
-    }
-}
-
-/// Sets a setting for the rest of the session, as `SET` does.
-pub fn set_session(name: &std::ffi::CStr, value: &str) {
-    let value = CString::new(value).expect("setting values contain no NUL");
-    // SAFETY: as in `set_local`.
-    unsafe {
-        pgrx::pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pgrx::pg_sys::GucContext::PGC_USERSET,
-            pgrx::pg_sys::GucSource::PGC_S_SESSION,
-            pgrx::pg_sys::GucAction::GUC_ACTION_SET,
+            action,
             true,
             pgrx::pg_sys::PGERROR as i32,
             false,

@@ -6,6 +6,7 @@
 //! TCP), run by the `postgres` user when the tests run as root, removed when dropped.
 
 mod cluster;
+pub mod index_builds;
 mod workload;
 
 pub use cluster::{Cluster, ClusterOptions};

@@ -2,7 +2,7 @@
 //! ml_jobs and its problem queries, seed 001's orders report, a primary-key-only workload,
 //! hypothetical indexes that must never leak, and bad input.
 
-use dbopt_integration_tests::{db_error, sqlstate, Cluster, ClusterOptions};
+use dbopt_integration_tests::{db_error, index_builds, sqlstate, Cluster, ClusterOptions};
 use postgres::Client;
 
 fn cluster() -> Cluster {
@@ -474,40 +474,12 @@ fn select_star_is_linted_on_wide_tables_only() {
 fn apply_index_builds_through_pg_cron_and_cleans_up_a_failed_build() {
     let cluster = Cluster::with_pg_cron("apply");
     let mut db = cluster.create_database("apply", true);
-    db.batch_execute(
-        "CREATE EXTENSION pg_cron;
-         CREATE TABLE public.t (id int PRIMARY KEY, a int, b int);
-         INSERT INTO t SELECT g, g % 1000, g % 10 FROM generate_series(1, 200000) g;",
-    )
-    .unwrap();
-    let built: i64 = db
-        .query_one(
-            "SELECT dbopt.apply_index('CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a)')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    // Duplicate values: the build fails and leaves an invalid index behind.
-    let failed: i64 = db
-        .query_one(
-            "SELECT dbopt.apply_index('CREATE UNIQUE INDEX CONCURRENTLY t_b_key ON public.t (b)')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    db.batch_execute("CREATE EXTENSION pg_cron").unwrap();
+    let (built, failed) = index_builds::queue_two_builds(&mut db);
 
     // pg_cron starts jobs on the minute and the builds run one after the other: up to a minute
     // to start each and a minute to record each outcome.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(420);
-    let outcome = |db: &mut Client, id: i64| -> (String, Option<String>, Option<String>) {
-        let row = db
-            .query_one(
-                "SELECT state, message, leftover FROM dbopt.index_builds WHERE id = $1",
-                &[&id],
-            )
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2))
-    };
     loop {
         let jobs: i64 = db
             .query_one("SELECT count(*) FROM cron.job", &[])
@@ -519,34 +491,7 @@ fn apply_index_builds_through_pg_cron_and_cleans_up_a_failed_build() {
         }
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
-    let (state, _, leftover) = outcome(&mut db, built);
-    assert_eq!((state.as_str(), leftover), ("built", None));
-    let valid: bool = db
-        .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.t_a_idx'::regclass",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(valid);
-    let (state, message, leftover) = outcome(&mut db, failed);
-    assert_eq!(state, "failed");
-    assert!(
-        message
-            .as_deref()
-            .unwrap_or("")
-            .contains("could not create unique index"),
-        "{message:?}"
-    );
-    assert_eq!(leftover.as_deref(), Some("dropped"));
-    let leftovers: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_class WHERE relname = 't_b_key'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(leftovers, 0);
+    index_builds::assert_one_built_one_failed_and_cleaned_up(&mut db, built, failed);
     let jobs: i64 = db
         .query_one("SELECT count(*) FROM cron.job", &[])
         .unwrap()

@@ -1,6 +1,7 @@
 //! dbopt.schedule() against live servers, with pg_cron and with dbopt's own background worker:
 //! jobs run on the minute (or every N seconds), as the role that scheduled them.
 
+use dbopt_integration_tests::index_builds::{self, apply_index, build_state};
 use dbopt_integration_tests::{db_error, sqlstate, Cluster};
 use postgres::Client;
 use std::time::{Duration, Instant};
@@ -525,53 +526,13 @@ fn without_pg_cron_the_worker_runs_each_job_as_its_owner_and_survives_failures()
 fn the_worker_builds_indexes_stops_on_sigterm_and_records_interrupted_runs() {
     let mut cluster = Cluster::with_dbopt_worker("ix");
     let mut db = cluster.create_database("ix", true);
-    db.batch_execute(
-        "CREATE TABLE public.t (id int PRIMARY KEY, a int, b int);
-         INSERT INTO t SELECT g, g % 1000, g % 10 FROM generate_series(1, 200000) g;",
-    )
-    .unwrap();
-    let build = |db: &mut Client, definition: &str| -> i64 {
-        db.query_one("SELECT dbopt.apply_index($1)", &[&definition])
-            .unwrap()
-            .get(0)
-    };
-    let state = |db: &mut Client, id: i64| -> (String, Option<String>, Option<String>) {
-        let row = db
-            .query_one(
-                "SELECT state, message, leftover FROM dbopt.index_builds WHERE id = $1",
-                &[&id],
-            )
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2))
-    };
-    let built = build(&mut db, "CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a)");
-    let failed = build(
-        &mut db,
-        "CREATE UNIQUE INDEX CONCURRENTLY t_b_key ON public.t (b)",
-    );
+    let (built, failed) = index_builds::queue_two_builds(&mut db);
     wait_until("both builds to end", || {
-        let (a, b) = (state(&mut db, built).0, state(&mut db, failed).0);
-        a != "queued" && a != "running" && b != "queued" && b != "running"
+        [built, failed]
+            .iter()
+            .all(|id| !["queued", "running"].contains(&build_state(&mut db, *id).0.as_str()))
     });
-    assert_eq!(state(&mut db, built), ("built".into(), None, None));
-    let valid: bool = db
-        .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.t_a_idx'::regclass",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(valid);
-    let (outcome, message, leftover) = state(&mut db, failed);
-    assert_eq!(outcome, "failed");
-    assert!(
-        message
-            .as_deref()
-            .unwrap_or("")
-            .contains("could not create unique index"),
-        "{message:?}"
-    );
-    assert_eq!(leftover.as_deref(), Some("dropped"));
+    index_builds::assert_one_built_one_failed_and_cleaned_up(&mut db, built, failed);
     let runs: Vec<(String, Option<String>)> = db
         .query(
             "SELECT outcome, sqlstate FROM dbopt.job_runs WHERE task = 'apply_index'
@@ -595,9 +556,9 @@ fn the_worker_builds_indexes_stops_on_sigterm_and_records_interrupted_runs() {
     // The owner's statement_timeout holds for a run as for a session.
     db.batch_execute("ALTER ROLE postgres IN DATABASE ix SET statement_timeout = '2s'")
         .unwrap();
-    let timed_out = build(&mut db, "CREATE INDEX CONCURRENTLY t_b_idx ON public.t (b)");
+    let timed_out = apply_index(&mut db, "CREATE INDEX CONCURRENTLY t_b_idx ON public.t (b)");
     wait_until("the build to time out", || {
-        state(&mut db, timed_out).0 == "failed"
+        build_state(&mut db, timed_out).0 == "failed"
     });
     let run: (String, String) = {
         let row = db
@@ -618,7 +579,7 @@ fn the_worker_builds_indexes_stops_on_sigterm_and_records_interrupted_runs() {
     db.batch_execute("ALTER ROLE postgres IN DATABASE ix RESET statement_timeout")
         .unwrap();
 
-    let waiting = build(&mut db, "CREATE INDEX CONCURRENTLY t_b_idx ON public.t (b)");
+    let waiting = apply_index(&mut db, "CREATE INDEX CONCURRENTLY t_b_idx ON public.t (b)");
     let job_pid = |db: &mut Client| -> Option<i32> {
         db.query_opt(
             "SELECT pid FROM pg_stat_activity
@@ -635,16 +596,16 @@ fn the_worker_builds_indexes_stops_on_sigterm_and_records_interrupted_runs() {
     db.query_one("SELECT pg_terminate_backend($1)", &[&pid])
         .unwrap();
     wait_until("the terminated build to be recorded", || {
-        state(&mut db, waiting).0 == "failed"
+        build_state(&mut db, waiting).0 == "failed"
     });
-    let message = state(&mut db, waiting).1.unwrap_or_default();
+    let message = build_state(&mut db, waiting).1.unwrap_or_default();
     assert!(
         message.contains("ended before recording an outcome"),
         "{message}"
     );
 
     // SIGTERM stops the scheduler cleanly: no error, no restart.
-    let another = build(
+    let another = apply_index(
         &mut db,
         "CREATE INDEX CONCURRENTLY t_b_idx2 ON public.t (b)",
     );
@@ -696,15 +657,15 @@ fn the_worker_builds_indexes_stops_on_sigterm_and_records_interrupted_runs() {
     cluster.restart();
     let mut db = cluster.connect("ix");
     wait_until("the interrupted build to be recorded", || {
-        state(&mut db, another).0 == "failed"
+        build_state(&mut db, another).0 == "failed"
     });
-    let message = state(&mut db, another).1.unwrap_or_default();
+    let message = build_state(&mut db, another).1.unwrap_or_default();
     assert!(message.contains("interrupted"), "{message}");
-    let again = build(
+    let again = apply_index(
         &mut db,
         "CREATE INDEX CONCURRENTLY t_b_idx3 ON public.t (b)",
     );
     wait_until("a build after the restart", || {
-        state(&mut db, again).0 == "built"
+        build_state(&mut db, again).0 == "built"
     });
 }
