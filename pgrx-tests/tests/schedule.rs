@@ -92,6 +92,48 @@ fn maintenance_jobs_create_missing_partitions_each_as_its_owner_only() {
         .unwrap()
         .get(0);
     assert_eq!(yearly, "0 0 1 1 *");
+    // Schedules in seconds came with pg_cron 1.5; an older pg_cron is not handed one.
+    let version: String = db
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let seconds = db.query_one("SELECT dbopt.schedule('snapshot_stats', '30 seconds')", &[]);
+    if ["1.0", "1.1", "1.2", "1.3", "1.4"]
+        .iter()
+        .any(|old| version.starts_with(old))
+    {
+        let e = seconds.unwrap_err();
+        assert_eq!(sqlstate(&e), "0A000", "{:?}", db_error(&e));
+        assert!(
+            db_error(&e).0.contains("need pg_cron 1.5"),
+            "{:?}",
+            db_error(&e)
+        );
+    } else {
+        seconds.unwrap();
+    }
+    // dbopt.job_runner = 'worker' hands a job to dbopt's worker even where pg_cron runs.
+    db.batch_execute("SET dbopt.job_runner = 'worker'").unwrap();
+    let for_worker: i64 = db
+        .query_one("SELECT dbopt.schedule('snapshot_stats', '30 seconds')", &[])
+        .unwrap()
+        .get(0);
+    db.batch_execute("RESET dbopt.job_runner").unwrap();
+    let row = db
+        .query_one(
+            "SELECT runner, cron_job_id FROM dbopt.jobs WHERE job_id = $1",
+            &[&for_worker],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<i64>>(1)),
+        ("worker".into(), None)
+    );
+    db.query_one("SELECT dbopt.unschedule($1)", &[&for_worker])
+        .unwrap();
     // A job for someone else's table is refused before it exists.
     let e = clerk
         .query_one(

@@ -480,6 +480,16 @@ pub fn for_pg_cron(expr: &str) -> &str {
         .map_or(text, |(_, expansion)| expansion)
 }
 
+/// Whether pg_cron at extension version `version` (`1.4-1`, `1.6`) runs `N seconds` schedules,
+/// which came with 1.5; older versions refuse them.
+pub fn pg_cron_runs_seconds(version: &str) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (1, 5)
+}
+
 /// `None` if `text` is not in the `N seconds` form at all, so that it is parsed as cron fields.
 fn parse_seconds_interval(text: &str) -> Option<Result<u32, CronError>> {
     let lowercase = text.to_ascii_lowercase();
@@ -1097,5 +1107,14 @@ mod tests {
                 ..next_day
             };
         }
+    }
+
+    #[test]
+    fn seconds_schedules_need_pg_cron_1_5() {
+        assert!(!pg_cron_runs_seconds("1.4-1"));
+        assert!(!pg_cron_runs_seconds("1.4"));
+        assert!(pg_cron_runs_seconds("1.5"));
+        assert!(pg_cron_runs_seconds("1.6"));
+        assert!(pg_cron_runs_seconds("2.0"));
     }
 }

@@ -6,6 +6,7 @@ use super::cron;
 use super::tasks;
 use super::Runner;
 use crate::errors::{DboptError, OrRaise};
+use crate::requirements::{self, Component};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -47,6 +48,26 @@ fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
         return job_id;
     }
     let runner = super::runner_for("dbopt.schedule");
+    if runner == Runner::PgCron
+        && cron::parse(schedule).is_ok_and(|s| s.interval_seconds().is_some())
+    {
+        let pg_cron = requirements::require(Component::PgCron, "dbopt.schedule");
+        if !cron::pg_cron_runs_seconds(&pg_cron.version) {
+            DboptError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "pg_cron {} cannot run task \"{task}\" every \"{schedule}\": schedules in \
+                     seconds need pg_cron 1.5",
+                    pg_cron.version
+                ),
+            )
+            .hint(
+                "Schedule it in minutes ('* * * * *'), or have dbopt's background worker run it: \
+                 SET dbopt.job_runner = 'worker' before dbopt.schedule().",
+            )
+            .raise();
+        }
+    }
     let job_id = Spi::get_one_with_args::<i64>(
         "INSERT INTO dbopt.jobs (task, cron, args, command, runner) VALUES ($1, $2, $3, $4, $5) \
          RETURNING job_id",

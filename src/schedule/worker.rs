@@ -12,7 +12,7 @@
 
 use super::timetable::Timetable;
 use super::toplevel;
-use crate::errors::{report_of, sqlstate};
+use crate::errors::{report_of, sqlstate, OrRaise};
 use crate::gucs;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
@@ -278,7 +278,7 @@ fn record_lost_runs(runs: &[i64], sqlstate: &str, message: &str) {
            FROM lost WHERE index_build IS NOT NULL",
         &[runs.to_vec().into(), sqlstate.into(), message.into()],
     )
-    .unwrap_or_else(|e| error!("{e}"));
+    .or_raise("recording lost runs");
 }
 
 /// Runs marked running that no process of this scheduler runs and no live process of any
@@ -299,7 +299,7 @@ fn sweep_lost_runs(tracked: &[i64]) {
             .map(|row| row.get::<i64>(1).map(Option::unwrap_or_default))
             .collect::<Result<Vec<_>, _>>()
     })
-    .unwrap_or_else(|e| error!("{e}"));
+    .or_raise("looking for lost runs");
     if !lost.is_empty() {
         record_lost_runs(
             &lost,
@@ -316,7 +316,7 @@ fn prune_job_log() {
           WHERE ended_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
         &[f64::from(gucs::job_log_retention_seconds()).into()],
     )
-    .unwrap_or_else(|e| error!("{e}"));
+    .or_raise("pruning dbopt.job_log");
 }
 
 /// Records a run for each job due now whose previous run has ended, and returns those to
@@ -360,7 +360,7 @@ fn claim_due_jobs(timetable: &mut Timetable, now: i64) -> Vec<Launch> {
             .filter_map(|row| launch_of(&row).transpose())
             .collect::<Result<Vec<_>, _>>()
     })
-    .unwrap_or_else(|e| error!("{e}"))
+    .or_raise("claiming due jobs")
 }
 
 /// Claims the oldest queued index build of each role that has none running, and returns its
@@ -390,7 +390,7 @@ fn claim_index_builds() -> Vec<Launch> {
             .filter_map(|row| launch_of(&row).transpose())
             .collect::<Result<Vec<_>, _>>()
     })
-    .unwrap_or_else(|e| error!("{e}"))
+    .or_raise("claiming index builds")
 }
 
 /// A (run_id, owner, startable) row as a run to start, or None when not startable.
@@ -470,7 +470,7 @@ pub extern "C-unwind" fn dbopt_job_main(arg: pg_sys::Datum) {
                 message.clone().into(),
             ],
         )
-        .unwrap_or_else(|e| error!("{e}"));
+        .or_raise("recording the run's outcome");
         if let Some(build) = index_build {
             Spi::run_with_args(
                 "SELECT dbopt.record_index_build_outcome($1, $2, $3, l.started_at, l.ended_at)
@@ -482,14 +482,14 @@ pub extern "C-unwind" fn dbopt_job_main(arg: pg_sys::Datum) {
                     run_id.into(),
                 ],
             )
-            .unwrap_or_else(|e| error!("{e}"));
+            .or_raise("recording the index build's outcome");
             // This build's invalid leftover, and any an earlier run of this role could not drop
             // (its table was busy, or its process was terminated mid-build).
             Spi::run(
                 "SELECT dbopt.drop_index_build_leftover(id) FROM dbopt.index_builds
                   WHERE runner = 'worker' AND leftover = 'pending' ORDER BY id",
             )
-            .unwrap_or_else(|e| error!("{e}"));
+            .or_raise("dropping failed builds' leftovers");
         }
     }));
 }
