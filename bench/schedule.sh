@@ -43,7 +43,7 @@ idle_ticks=$(( $(cpu_ticks "$SCHEDULER_PID") - idle_before ))
 
 # Near no-op jobs (no matviews are managed), so the figures are the runners' own costs.
 schedule_jobs() {
-  psql "$1" -X -q -v ON_ERROR_STOP=1 -v jobs="$JOBS" <<'SQL'
+  psql "$1" -X -q -v ON_ERROR_STOP=1 -v jobs="$JOBS" >/dev/null <<'SQL'
 SELECT dbopt.schedule('refresh_matviews', '* * * * *', jsonb_build_object('force', n % 2 = 0))
   FROM generate_series(1, 2) n;
 SELECT dbopt.schedule('snapshot_stats', '* * * * *', jsonb_build_object('keep', n || ' days'))
