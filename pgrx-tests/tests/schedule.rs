@@ -366,6 +366,22 @@ fn bad_schedules_tasks_and_arguments_are_refused_and_record_nothing() {
         hint.contains("dbopt.worker_databases") && hint.contains("run it yourself"),
         "{hint}"
     );
+    // Asked for the worker, the error is about the worker alone.
+    db.batch_execute("SET dbopt.job_runner = 'worker'").unwrap();
+    let e = db
+        .query_one(
+            "SELECT dbopt.apply_index('CREATE INDEX CONCURRENTLY t_a ON public.t (a)')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "55000");
+    assert_eq!(
+        db_error(&e).0,
+        "dbopt.apply_index is to use dbopt's background worker (dbopt.job_runner), but dbopt's \
+         background worker does not run jobs in database \"plain\""
+    );
+    assert!(!db_error(&e).2.unwrap().contains("For pg_cron"));
+    db.batch_execute("RESET dbopt.job_runner").unwrap();
     let jobs: i64 = db
         .query_one(
             "SELECT (SELECT count(*) FROM dbopt.jobs) + (SELECT count(*) FROM dbopt.index_builds)",

@@ -556,8 +556,12 @@ mod tests {
         }
     }
 
-    fn next(expr: &str, after: NaiveMinute) -> Option<NaiveMinute> {
-        parse(expr).expect("valid schedule").next_after(after)
+    /// Each (schedule, after, the first minute due strictly after it).
+    fn expect_next(cases: &[(&str, NaiveMinute, Option<NaiveMinute>)]) {
+        for (expr, after, expected) in cases {
+            let next = parse(expr).expect("valid schedule").next_after(*after);
+            assert_eq!(next, *expected, "{expr} after {after:?}");
+        }
     }
 
     #[test]
@@ -628,18 +632,23 @@ mod tests {
         let last = fields("0 0 $ * *");
         assert!(last.last_day_of_month);
         assert_eq!(last.days_of_month, 0);
-        assert_eq!(
-            next("0 0 $ * *", at(2026, 4, 10, 0, 0)),
-            Some(at(2026, 4, 30, 0, 0))
-        );
-        assert_eq!(
-            next("0 0 $ 2 *", at(2027, 1, 1, 0, 0)),
-            Some(at(2027, 2, 28, 0, 0))
-        );
-        assert_eq!(
-            next("0 0 $ 2 *", at(2028, 1, 1, 0, 0)),
-            Some(at(2028, 2, 29, 0, 0))
-        );
+        expect_next(&[
+            (
+                "0 0 $ * *",
+                at(2026, 4, 10, 0, 0),
+                Some(at(2026, 4, 30, 0, 0)),
+            ),
+            (
+                "0 0 $ 2 *",
+                at(2027, 1, 1, 0, 0),
+                Some(at(2027, 2, 28, 0, 0)),
+            ),
+            (
+                "0 0 $ 2 *",
+                at(2028, 1, 1, 0, 0),
+                Some(at(2028, 2, 29, 0, 0)),
+            ),
+        ]);
         // `$` restricts the day of month, so a restricted day of week widens it (either matches).
         assert!(parse("0 0 $ * fri")
             .unwrap()
@@ -672,14 +681,14 @@ mod tests {
         ] {
             assert_eq!(parse(macro_name), parse(expansion), "{macro_name}");
         }
-        assert_eq!(
-            next("@weekly", at(2026, 11, 18, 12, 0)),
-            Some(at(2026, 11, 22, 0, 0))
-        );
-        assert_eq!(
-            next("@yearly", at(2026, 6, 1, 0, 0)),
-            Some(at(2027, 1, 1, 0, 0))
-        );
+        expect_next(&[
+            (
+                "@weekly",
+                at(2026, 11, 18, 12, 0),
+                Some(at(2026, 11, 22, 0, 0)),
+            ),
+            ("@yearly", at(2026, 6, 1, 0, 0), Some(at(2027, 1, 1, 0, 0))),
+        ]);
     }
 
     #[test]
@@ -952,99 +961,71 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
     fn cron_next_after_is_strictly_after() {
         let t = at(2026, 11, 20, 2, 30);
-        assert_eq!(next("* * * * *", t), Some(at(2026, 11, 20, 2, 31)));
-        assert_eq!(next("30 2 * * *", t), Some(at(2026, 11, 21, 2, 30)));
+        expect_next(&[
+            ("* * * * *", t, Some(at(2026, 11, 20, 2, 31))),
+            ("30 2 * * *", t, Some(at(2026, 11, 21, 2, 30))),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn cron_next_after_every_quarter_hour() {
-        assert_eq!(
-            next("*/15 * * * *", at(2026, 3, 5, 10, 7)),
-            Some(at(2026, 3, 5, 10, 15))
-        );
-        assert_eq!(
-            next("*/15 * * * *", at(2026, 3, 5, 10, 45)),
-            Some(at(2026, 3, 5, 11, 0))
-        );
-        assert_eq!(
-            next("*/15 * * * *", at(2026, 12, 31, 23, 50)),
-            Some(at(2027, 1, 1, 0, 0))
-        );
+        expect_next(&[
+            ("*/15 * * * *", at(2026, 3, 5, 10, 7), Some(at(2026, 3, 5, 10, 15))),
+            ("*/15 * * * *", at(2026, 3, 5, 10, 45), Some(at(2026, 3, 5, 11, 0))),
+            ("*/15 * * * *", at(2026, 12, 31, 23, 50), Some(at(2027, 1, 1, 0, 0))),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn cron_next_after_weekday_mornings_skip_the_weekend() {
         let friday_after_the_run = at(2026, 11, 20, 3, 0);
-        assert_eq!(
-            next("30 2 * * 1-5", friday_after_the_run),
-            Some(at(2026, 11, 23, 2, 30))
-        );
-        assert_eq!(
-            next("30 2 * * 1-5", at(2026, 11, 23, 2, 29)),
-            Some(at(2026, 11, 23, 2, 30))
-        );
+        expect_next(&[
+            ("30 2 * * 1-5", friday_after_the_run, Some(at(2026, 11, 23, 2, 30))),
+            ("30 2 * * 1-5", at(2026, 11, 23, 2, 29), Some(at(2026, 11, 23, 2, 30))),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn cron_next_after_crosses_month_and_year_ends() {
-        assert_eq!(
-            next("0 0 1 * *", at(2026, 1, 31, 23, 59)),
-            Some(at(2026, 2, 1, 0, 0))
-        );
-        assert_eq!(
-            next("0 0 1 1 *", at(2026, 12, 31, 23, 59)),
-            Some(at(2027, 1, 1, 0, 0))
-        );
-        assert_eq!(
-            next("0 0 31 * *", at(2026, 4, 1, 0, 0)),
-            Some(at(2026, 5, 31, 0, 0))
-        );
-        assert_eq!(
-            next("15 10 * * *", at(2026, 2, 28, 11, 0)),
-            Some(at(2026, 3, 1, 10, 15))
-        );
-        assert_eq!(
-            next("0 12 * 6 *", at(2026, 6, 30, 12, 0)),
-            Some(at(2027, 6, 1, 12, 0))
-        );
-        assert_eq!(
-            next("59 23 31 12 *", at(2026, 12, 31, 23, 58)),
-            Some(at(2026, 12, 31, 23, 59))
-        );
+        expect_next(&[
+            ("0 0 1 * *", at(2026, 1, 31, 23, 59), Some(at(2026, 2, 1, 0, 0))),
+            ("0 0 1 1 *", at(2026, 12, 31, 23, 59), Some(at(2027, 1, 1, 0, 0))),
+            ("0 0 31 * *", at(2026, 4, 1, 0, 0), Some(at(2026, 5, 31, 0, 0))),
+            ("15 10 * * *", at(2026, 2, 28, 11, 0), Some(at(2026, 3, 1, 10, 15))),
+            ("0 12 * 6 *", at(2026, 6, 30, 12, 0), Some(at(2027, 6, 1, 12, 0))),
+            ("59 23 31 12 *", at(2026, 12, 31, 23, 58), Some(at(2026, 12, 31, 23, 59))),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn cron_next_after_finds_leap_days() {
         let leap_day = "0 0 29 2 *";
-        assert_eq!(
-            next(leap_day, at(2026, 3, 1, 0, 0)),
-            Some(at(2028, 2, 29, 0, 0))
-        );
-        assert_eq!(
-            next(leap_day, at(2028, 2, 28, 23, 59)),
-            Some(at(2028, 2, 29, 0, 0))
-        );
+        expect_next(&[
+            (leap_day, at(2026, 3, 1, 0, 0), Some(at(2028, 2, 29, 0, 0))),
+            (leap_day, at(2028, 2, 28, 23, 59), Some(at(2028, 2, 29, 0, 0))),
+        ]);
         // 2100 is not a leap year, so the next one after 2096 is 2104.
-        assert_eq!(
-            next(leap_day, at(2096, 3, 1, 0, 0)),
-            Some(at(2104, 2, 29, 0, 0))
-        );
-        assert_eq!(
-            next(leap_day, at(1999, 3, 1, 0, 0)),
-            Some(at(2000, 2, 29, 0, 0))
-        );
+        expect_next(&[
+            (leap_day, at(2096, 3, 1, 0, 0), Some(at(2104, 2, 29, 0, 0))),
+            (leap_day, at(1999, 3, 1, 0, 0), Some(at(2000, 2, 29, 0, 0))),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn cron_impossible_dates_never_come() {
-        assert_eq!(next("0 0 30 2 *", at(2026, 1, 1, 0, 0)), None);
-        assert_eq!(next("0 0 31 2,4,6,9,11 *", at(2026, 1, 1, 0, 0)), None);
-        assert_eq!(
-            next("0 0 31 * *", at(2026, 1, 1, 0, 0)),
-            Some(at(2026, 1, 31, 0, 0))
-        );
+        expect_next(&[
+            ("0 0 30 2 *", at(2026, 1, 1, 0, 0), None),
+            ("0 0 31 2,4,6,9,11 *", at(2026, 1, 1, 0, 0), None),
+            ("0 0 31 * *", at(2026, 1, 1, 0, 0), Some(at(2026, 1, 31, 0, 0))),
+        ]);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use super::cron;
 use super::tasks;
 use super::Runner;
 use crate::errors::{DboptError, OrRaise};
-use crate::requirements::{self, Component};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -22,13 +21,13 @@ fn invalid(message: String, hint: &str) -> ! {
 #[search_path(pg_catalog, pg_temp)]
 fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
     let schedule = cron.trim();
-    if let Err(reason) = cron::parse(schedule) {
+    let parsed = cron::parse(schedule).unwrap_or_else(|reason| {
         invalid(
             format!("invalid cron schedule \"{schedule}\" for task \"{task}\": {reason}"),
             "Five fields: minute hour day-of-month month day-of-week, e.g. '*/5 * * * *'; \
              or @hourly, @daily, @weekly, @monthly; or '30 seconds'.",
-        );
-    }
+        )
+    });
     let command = tasks::command(task, &args.0).unwrap_or_else(|reason| {
         invalid(
             format!("cannot schedule {reason}"),
@@ -48,11 +47,8 @@ fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
         return job_id;
     }
     let runner = super::runner_for("dbopt.schedule");
-    if runner == Runner::PgCron
-        && cron::parse(schedule).is_ok_and(|s| s.interval_seconds().is_some())
-    {
-        let pg_cron = requirements::require(Component::PgCron, "dbopt.schedule");
-        if !cron::pg_cron_runs_seconds(&pg_cron.version) {
+    if let Runner::PgCron(pg_cron) = &runner {
+        if parsed.interval_seconds().is_some() && !cron::pg_cron_runs_seconds(&pg_cron.version) {
             DboptError::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 format!(
@@ -81,7 +77,7 @@ fn schedule(task: &str, cron: &str, args: default!(JsonB, "'{}'")) -> i64 {
     )
     .or_raise("recording the job")
     .unwrap_or_default();
-    if runner == Runner::Worker {
+    if matches!(runner, Runner::Worker) {
         // Recorded all the same: the worker may be configured later (a restart), and the job
         // then runs without being scheduled again.
         if let Some((reason, hint)) = super::worker_unavailable() {

@@ -16,7 +16,7 @@ pub mod worker;
 
 use crate::errors::DboptError;
 use crate::gucs::{self, JobRunner};
-use crate::requirements::{self, Component};
+use crate::requirements::{self, Component, InstalledExtension, Status};
 use pgrx::prelude::*;
 
 extension_sql_file!(
@@ -26,17 +26,18 @@ extension_sql_file!(
 );
 
 /// Who runs a job created now in this database.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Runner {
-    PgCron,
+    /// pg_cron, as installed in this database.
+    PgCron(InstalledExtension),
     Worker,
 }
 
 impl Runner {
     /// As stored in dbopt.jobs.runner and dbopt.index_builds.runner.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
-            Runner::PgCron => "pg_cron",
+            Runner::PgCron(_) => "pg_cron",
             Runner::Worker => "worker",
         }
     }
@@ -47,17 +48,13 @@ impl Runner {
 /// dbopt.job_runner = pg_cron and pg_cron is not ready.
 pub fn runner_for(feature: &str) -> Runner {
     match gucs::job_runner() {
-        JobRunner::PgCron => {
-            requirements::require(Component::PgCron, feature);
-            Runner::PgCron
-        }
+        JobRunner::PgCron => Runner::PgCron(requirements::require(Component::PgCron, feature)),
         JobRunner::Worker => Runner::Worker,
         JobRunner::Auto => {
             let observed = requirements::observe(Component::PgCron);
-            if requirements::diagnose(Component::PgCron, &observed).is_ready() {
-                Runner::PgCron
-            } else {
-                Runner::Worker
+            match requirements::diagnose(Component::PgCron, &observed) {
+                Status::Ready(installed) => Runner::PgCron(installed),
+                _ => Runner::Worker,
             }
         }
     }
@@ -79,30 +76,43 @@ pub fn worker_unavailable() -> Option<(String, String)> {
     ))
 }
 
-/// Raises 55000 when neither runner can run a job `feature` creates now, saying what each lacks;
-/// `manual` is another way to get the job done, appended to the hint.
+/// Raises 55000 when the runner a job `feature` creates now would get cannot run it, saying
+/// what is missing; `manual` is another way to get the job done, appended to the hint.
 pub fn require_runner(feature: &str, manual: &str) -> Runner {
     let runner = runner_for(feature);
-    if runner == Runner::PgCron {
+    if matches!(runner, Runner::PgCron(_)) {
         return runner;
     }
     let Some((reason, hint)) = worker_unavailable() else {
         return runner;
     };
-    let observed = requirements::observe(Component::PgCron);
-    let pg_cron = requirements::diagnose(Component::PgCron, &observed);
-    let cron_hint = pg_cron
-        .hint(Component::PgCron, &observed)
-        .unwrap_or_default();
+    let (message, pg_cron_hint) = if gucs::job_runner() == JobRunner::Worker {
+        (
+            format!(
+                "{feature} is to use dbopt's background worker (dbopt.job_runner), but {reason}"
+            ),
+            String::new(),
+        )
+    } else {
+        let observed = requirements::observe(Component::PgCron);
+        let pg_cron = requirements::diagnose(Component::PgCron, &observed);
+        (
+            format!(
+                "{feature} needs pg_cron or dbopt's background worker: pg_cron is {}, and {reason}",
+                pg_cron.describe()
+            ),
+            format!(
+                "For pg_cron: {} ",
+                pg_cron
+                    .hint(Component::PgCron, &observed)
+                    .unwrap_or_default()
+            ),
+        )
+    };
     DboptError::new(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        format!(
-            "{feature} needs pg_cron or dbopt's background worker: pg_cron is {}, and {reason}",
-            pg_cron.describe()
-        ),
+        message,
     )
-    .hint(format!(
-        "For pg_cron: {cron_hint} For the worker: {hint} {manual}"
-    ))
+    .hint(format!("{pg_cron_hint}For the worker: {hint} {manual}"))
     .raise()
 }

@@ -330,7 +330,10 @@ fn claim_due_jobs(timetable: &mut Timetable, now: i64) -> Vec<Launch> {
                 None,
                 &[],
             )?
-            .map(|row| Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default())))
+            .map(|row| {
+                let id = row.get::<i64>(1)?.unwrap_or_default();
+                Ok((id, row.get::<String>(2)?.unwrap_or_default()))
+            })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
         let due = timetable.due(&jobs, now);
         if due.is_empty() {
@@ -345,7 +348,8 @@ fn claim_due_jobs(timetable: &mut Timetable, now: i64) -> Vec<Launch> {
                         CASE WHEN r.rolcanlogin THEN NULL ELSE pg_catalog.clock_timestamp() END,
                         CASE WHEN r.rolcanlogin THEN NULL ELSE '28000' END,
                         CASE WHEN r.rolcanlogin THEN NULL
-                             WHEN r.oid IS NULL THEN 'the role that scheduled the job no longer exists'
+                             WHEN r.oid IS NULL
+                             THEN 'the role that scheduled the job no longer exists'
                              ELSE pg_catalog.format('role %I cannot log in, and the job runs as it',
                                                     r.rolname) END
                    FROM dbopt.jobs j
@@ -395,14 +399,12 @@ fn claim_index_builds() -> Vec<Launch> {
 
 /// A (run_id, owner, startable) row as a run to start, or None when not startable.
 fn launch_of(row: &pgrx::spi::SpiHeapTupleData) -> Result<Option<Launch>, pgrx::spi::Error> {
-    let startable = row.get::<bool>(3)?.unwrap_or(false);
-    Ok(startable.then(|| Launch {
-        run_id: row.get::<i64>(1).ok().flatten().unwrap_or_default(),
-        role: row
-            .get::<pg_sys::Oid>(2)
-            .ok()
-            .flatten()
-            .unwrap_or(pg_sys::InvalidOid),
+    if !row.get::<bool>(3)?.unwrap_or(false) {
+        return Ok(None);
+    }
+    Ok(Some(Launch {
+        run_id: row.get::<i64>(1)?.unwrap_or_default(),
+        role: row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
     }))
 }
 
@@ -412,7 +414,8 @@ extern "C-unwind" {
 }
 
 /// One run: connects as the job's owner, runs its statement at top level and records the
-/// outcome. SIGTERM cancels the statement as it would a client's.
+/// outcome. SIGTERM ends the process as it ends a client's backend (the statement is rolled
+/// back), and the scheduler records the run as failed.
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn dbopt_job_main(arg: pg_sys::Datum) {
