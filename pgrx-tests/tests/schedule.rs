@@ -40,6 +40,16 @@ fn columns(row: Result<postgres::Row, postgres::Error>) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
+/// Row count and checksum of the (id, at, v) rows `tables` (a query) returns.
+fn checksum(db: &mut Client, tables: &str) -> (i64, i64) {
+    columns(db.query_one(
+        &format!(
+            "SELECT count(*), sum(hashtext(format('%s|%s|%s', id, at, v))) FROM ({tables}) rows"
+        ),
+        &[],
+    ))
+}
+
 fn schedule(db: &mut Client, task: &str, args: &str) -> i64 {
     db.query_one(
         "SELECT dbopt.schedule($1, '* * * * *', $2::text::jsonb)",
@@ -194,14 +204,6 @@ fn a_failing_job_is_recorded_and_the_next_job_still_runs() {
          INSERT INTO ev SELECT g, now() - g * interval '1 day', g FROM generate_series(1, 1000) g;",
     )
     .unwrap();
-    let checksum = |db: &mut Client, tables: &str| -> (i64, i64) {
-        columns(db.query_one(
-            &format!(
-                "SELECT count(*), sum(hashtext(format('%s|%s|%s', id, at, v))) FROM ({tables}) rows"
-            ),
-            &[],
-        ))
-    };
     let before = checksum(&mut db, "SELECT id, at, v FROM ev");
     let policy: String = db
         .query_one(
@@ -478,14 +480,6 @@ fn without_pg_cron_the_worker_runs_each_job_as_its_owner_and_survives_failures()
     short_of_partitions(&mut db, "public.doomed");
     let mut clerk = cluster.connect_as("wk", "clerk");
     short_of_partitions(&mut clerk, "clerk.ev");
-    let checksum = |db: &mut Client, tables: &str| -> (i64, i64) {
-        columns(db.query_one(
-            &format!(
-                "SELECT count(*), sum(hashtext(format('%s|%s|%s', id, at, v))) FROM ({tables}) rows"
-            ),
-            &[],
-        ))
-    };
     let before = checksum(&mut db, "SELECT id, at, v FROM ev_hist");
     db.query_one(
         "SELECT dbopt.set_archive_policy('ev_hist', 'at', '90 days')",
